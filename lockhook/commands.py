@@ -1,0 +1,225 @@
+"""Commands and their store in Redis: register, attach ids, look up, list, and non-event transitions.
+
+Every state change is one Lua script (lockhook/lua), so a command leaves `pending` exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+
+from lockhook import defaults, keys
+from lockhook.scripts import Scripts
+
+
+class CommandStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    REJECTED = "rejected"
+
+
+class Action(StrEnum):
+    LOCK = "lock"
+    UNLOCK = "unlock"
+
+
+class Via(StrEnum):
+    SEAM = "seam"
+    DEVICE_CLOUD = "device_cloud"
+    EXTERNAL = "external"
+
+
+ID_KINDS = ("custom_id", "action_id", "action_attempt_id")
+
+
+def _iso(ms: str | int | None) -> str | None:
+    if ms in (None, ""):
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Command(BaseModel):
+    """A lock/unlock command as the API shows it."""
+
+    command_id: str
+    device_id: str
+    action: Action
+    via: Via
+    status: CommandStatus
+    custom_id: str | None = None
+    action_id: str | None = None
+    action_attempt_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    performed_via: str | None = None
+    method: str | None = None
+    created_at: str
+    deadline_at: str
+    resolved_at: str | None = None
+    resolved_by: str | None = None
+    late: bool = False
+    metadata: dict[str, Any] | None = None
+    callback_url: str | None = None
+
+    @property
+    def latency_ms(self) -> int | None:
+        if not self.resolved_at:
+            return None
+        parse = datetime.fromisoformat
+        return int((parse(self.resolved_at) - parse(self.created_at)).total_seconds() * 1000)
+
+    @classmethod
+    def from_hash(cls, raw: dict) -> Command:
+        h = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+             for k, v in raw.items()}
+        return cls(
+            command_id=h["command_id"], device_id=h["device_id"], action=h["action"], via=h["via"],
+            status=h["status"],
+            **{k: h.get(k) or None for k in (*ID_KINDS, "error_code", "error_message", "performed_via",
+                                              "method", "resolved_by", "callback_url")},
+            created_at=_iso(h["created_at"]), deadline_at=_iso(h["deadline_at"]),
+            resolved_at=_iso(h.get("resolved_at")), late=h.get("late") == "1",
+            metadata=json.loads(h["metadata"]) if h.get("metadata") else None,
+        )
+
+
+def _s(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class CommandStore:
+    """The Python API over the command keys; sync (web handlers call it in a thread)."""
+
+    def __init__(self, client):
+        self.redis = client
+        self.scripts = Scripts(client)
+
+    # -- writes -------------------------------------------------------------------------------
+    def register(self, device_id: str, action: str, via: str, custom_id: str | None = None,
+                 action_id: str | None = None, action_attempt_id: str | None = None,
+                 timeout_s: float = defaults.DEFAULT_COMMAND_TIMEOUT_S, callback_url: str | None = None,
+                 metadata: dict | None = None, *, status: str = CommandStatus.PENDING,
+                 error_code: str | None = None, error_message: str | None = None,
+                 idempotency_key: str | None = None, schedule_expiry: bool = True) -> tuple[Command, bool]:
+        """Create a command (or return the existing one for the same custom_id / ids / key).
+
+        Returns (command, created). A pending command whose events arrived first resolves at once.
+        """
+        created = now_ms()
+        fields = {
+            "command_id": "cmd_" + uuid.uuid4().hex, "device_id": device_id, "action": Action(action).value,
+            "via": Via(via).value, "status": CommandStatus(status).value, "custom_id": custom_id,
+            "action_id": action_id, "action_attempt_id": action_attempt_id, "created_at": created,
+            "deadline_at": created + int(timeout_s * 1000), "callback_url": callback_url,
+            "metadata": json.dumps(metadata) if metadata is not None else None,
+            "error_code": error_code, "error_message": error_message, "late": "0",
+        }
+        if status != CommandStatus.PENDING:
+            fields.update(resolved_at=created, resolved_by="issuer")
+        body = json.dumps({k: str(v) for k, v in fields.items() if v not in (None, "")})
+        kind, command_id, _ = self.scripts.register(
+            args=Scripts.args(created, body, idempotency_key or "", defaults.COMMAND_TTL_S))
+        command_id = command_id.decode() if isinstance(command_id, bytes) else command_id
+        is_new = (kind.decode() if isinstance(kind, bytes) else kind) == "created"
+        command = self.get(command_id)
+        if is_new and schedule_expiry and command.status == CommandStatus.PENDING:
+            from lockhook.jobs import schedule_expiry as schedule
+
+            schedule(self.redis, command_id, fields["deadline_at"])
+        return command, is_new
+
+    def _transition(self, op: str, command_id: str, *rest) -> str:
+        status, outcome = self.scripts.transition(args=Scripts.args(now_ms(), op, command_id, *rest))
+        return (outcome.decode() if isinstance(outcome, bytes) else outcome) or ""
+
+    def attach_ids(self, command_id: str, action_id: str | None = None,
+                   action_attempt_id: str | None = None, custom_id: str | None = None) -> Command | None:
+        """Record ids learned after registration; events parked under them resolve the command now."""
+        ids = {k: v for k, v in (("action_id", action_id), ("action_attempt_id", action_attempt_id),
+                                  ("custom_id", custom_id)) if v}
+        self._transition("attach", command_id, json.dumps(ids), defaults.COMMAND_TTL_S)
+        return self.get(command_id)
+
+    def expire(self, command_id: str) -> str:
+        """Time out a pending command whose deadline has passed; returns the outcome or ''."""
+        return self._transition("expire", command_id)
+
+    def reject(self, command_id: str, error_code: str, message: str = "") -> str:
+        return self._transition("reject", command_id, error_code, message)
+
+    def record_result(self, command_id: str, succeeded: bool, error_code: str | None = None,
+                      message: str | None = None, resolved_by: str = "poll") -> str:
+        """Resolve from a source other than an event (e.g. polling Seam); loses cleanly to a webhook."""
+        status = CommandStatus.SUCCEEDED if succeeded else CommandStatus.FAILED
+        return self._transition("result", command_id, status.value, error_code or "", message or "", resolved_by)
+
+    def discard(self, command_id: str) -> None:
+        """Forget a pending command that was never issued (the issuer could not be reached)."""
+        self._transition("discard", command_id)
+
+    # -- reads --------------------------------------------------------------------------------
+    def get(self, command_id: str) -> Command | None:
+        raw = self.redis.hgetall(keys.command(command_id))
+        return Command.from_hash(raw) if raw else None
+
+    def _by_index(self, kind: str, value: str) -> Command | None:
+        command_id = self.redis.get(keys.id_index(kind, value))
+        return self.get(command_id.decode() if isinstance(command_id, bytes) else command_id) if command_id else None
+
+    def by_custom_id(self, value: str) -> Command | None:
+        return self._by_index("custom_id", value)
+
+    def by_action_id(self, value: str) -> Command | None:
+        return self._by_index("action_id", value)
+
+    def by_action_attempt_id(self, value: str) -> Command | None:
+        return self._by_index("action_attempt_id", value)
+
+    def by_idempotency_key(self, value: str) -> Command | None:
+        return self._by_index("idempotency_key", value)
+
+    def list(self, device_id: str | None = None, status: str | None = None, limit: int = 50) -> list[Command]:
+        """Newest first, optionally filtered by device and status."""
+        if status == CommandStatus.PENDING and device_id is None:
+            ids = self.redis.zrange(keys.DEADLINES, 0, limit - 1)
+            found = [c for c in map(self.get, (i.decode() for i in ids)) if c]
+            return sorted(found, key=lambda c: c.created_at, reverse=True)
+        index = keys.device_commands(device_id) if device_id else keys.COMMANDS
+        found: list[Command] = []
+        start, page = 0, max(limit, 100)
+        while len(found) < limit:
+            ids = self.redis.zrevrange(index, start, start + page - 1)
+            if not ids:
+                break
+            pipe = self.redis.pipeline(transaction=False)
+            for command_id in ids:
+                pipe.hgetall(keys.command(command_id.decode()))
+            for raw in pipe.execute():
+                if raw:
+                    command = Command.from_hash(raw)
+                    if status is None or command.status == status:
+                        found.append(command)
+            start += page
+            if start > 20_000:  # bound the scan for rare statuses
+                break
+        return found[:limit]
+
+    def timeline(self, command_id: str) -> list[dict]:
+        return [json.loads(x) for x in self.redis.lrange(keys.command_timeline(command_id), 0, -1)]
+
+    def overdue(self, now: int | None = None, limit: int = 500) -> list[str]:
+        """Pending commands whose deadline has passed (for the sweep)."""
+        ids = self.redis.zrangebyscore(keys.DEADLINES, 0, now or now_ms(), start=0, num=limit)
+        return [i.decode() for i in ids]

@@ -1,0 +1,61 @@
+"""Every tunable that is not an environment setting, named and explained once."""
+
+SIGNATURE_TOLERANCE_S = 300
+"""Svix/Standard Webhooks: a delivery's timestamp may differ from our clock by at most this."""
+
+BODY_READ_TIMEOUT_S = 10.0
+"""A webhook body must arrive within this; a client trickling bytes is cut off with 408."""
+
+REDIS_SOCKET_TIMEOUT_S = 2.0
+"""Redis calls on the ack path give up after this, so a dead Redis is a quick 503, never a hang."""
+
+RETRY_AFTER_S = 5
+"""`Retry-After` sent with 503 storage_unavailable."""
+
+INBOX_BATCH_MAX = 256
+"""Most deliveries written by one inbox script call (concurrent requests share a call)."""
+
+DRAIN_BATCH = 200
+"""Inbox entries a drain job reads per XREADGROUP."""
+
+DRAIN_MAX_SECONDS = 20.0
+"""A drain job re-enqueues itself after this long, so other jobs get a turn."""
+
+DRAIN_FLAG_TTL_S = 60
+"""A 'drain scheduled' flag expires after this, so a lost drain job is replaced."""
+
+RECLAIM_IDLE_MS = 15_000
+"""Inbox entries delivered to a consumer but unacknowledged this long are reclaimed (worker died)."""
+
+MAINTENANCE_INTERVAL_S = 2.0
+"""How often the maintenance job reclaims stale entries, expires overdue commands, dispatches outcomes."""
+
+PROCESSED_TTL_S = 7 * 24 * 3600
+"""How long an event's 'processed' mark is kept (covers Svix's ~28 h retry window many times)."""
+
+PARK_TTL_S = 3600
+"""An event that arrives before its command waits this long for the command to register."""
+
+CORRELATION_WINDOW_S = 300
+"""Rule 4: an id-less lock event matches a pending command created at most this long before it."""
+
+DEVICE_EVENT_LOG_CAP = 100
+"""Events kept per device (newest first) for the API and dashboard."""
+
+RECENT_CAP = 1000
+"""Entries kept in the global recent-events / anomalies / quarantine logs."""
+
+COMMAND_TTL_S = 30 * 24 * 3600
+"""A resolved command is kept this long."""
+
+DEFAULT_COMMAND_TIMEOUT_S = 60
+"""A command with no `timeout_s` times out after this."""
+
+MAX_WAIT_S = 30
+"""The longest `GET /commands/{id}?wait=N` holds a request."""
+
+QUEUE_EVENTS = "events"
+"""RQ queue for drain, maintenance and deadline jobs."""
+
+QUEUE_NOTIFICATIONS = "notifications"
+"""RQ queue for notification jobs."""

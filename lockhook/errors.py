@@ -1,0 +1,103 @@
+"""Typed errors with stable codes; the codes are what clients see in JSON bodies.
+
+LockhookError
+ ├── ConfigError                      (startup: a required setting is missing or bad)
+ ├── SignatureError                   401
+ │    ├── MissingSignatureHeaders       missing_signature_headers
+ │    ├── TimestampOutOfTolerance       timestamp_out_of_tolerance
+ │    └── InvalidSignature              invalid_signature
+ ├── PayloadTooLarge                  413 payload_too_large
+ ├── BodyTimeout                      408 body_read_timeout
+ ├── EndpointDisabled                 404 endpoint_disabled
+ ├── StorageUnavailable               503 storage_unavailable
+ ├── ApiDisabled                      503 api_disabled
+ ├── Unauthorized                     401 unauthorized
+ ├── NotFound                         404 not_found
+ ├── ValidationFailed                 422 validation_error
+ └── UpstreamError                    502 upstream_error (Seam / device cloud unreachable)
+"""
+
+from __future__ import annotations
+
+
+class LockhookError(Exception):
+    """Base of every error lockhook raises on purpose."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str | None = None, **details):
+        super().__init__(message or self.code)
+        self.message = message or self.code
+        self.details = details
+
+    def to_json(self) -> dict:
+        body = {"error": self.code, "message": self.message}
+        body.update(self.details)
+        return body
+
+
+class ConfigError(LockhookError):
+    code = "config_error"
+
+
+class SignatureError(LockhookError):
+    status_code = 401
+    code = "invalid_signature"
+
+
+class MissingSignatureHeaders(SignatureError):
+    code = "missing_signature_headers"
+
+
+class TimestampOutOfTolerance(SignatureError):
+    code = "timestamp_out_of_tolerance"
+
+
+class InvalidSignature(SignatureError):
+    code = "invalid_signature"
+
+
+class PayloadTooLarge(LockhookError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class BodyTimeout(LockhookError):
+    status_code = 408
+    code = "body_read_timeout"
+
+
+class EndpointDisabled(LockhookError):
+    status_code = 404
+    code = "endpoint_disabled"
+
+
+class StorageUnavailable(LockhookError):
+    status_code = 503
+    code = "storage_unavailable"
+
+
+class ApiDisabled(LockhookError):
+    status_code = 503
+    code = "api_disabled"
+
+
+class Unauthorized(LockhookError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotFound(LockhookError):
+    status_code = 404
+    code = "not_found"
+
+
+class ValidationFailed(LockhookError):
+    status_code = 422
+    code = "validation_error"
+
+
+class UpstreamError(LockhookError):
+    status_code = 502
+    code = "upstream_error"

@@ -1,0 +1,177 @@
+"""Typed events from Seam and device clouds, and their normalized form for the processing script.
+
+Tolerant where the senders are: extra fields are kept, `method` / `performed_via` are open strings,
+timestamps of any precision parse, and any other `event_type` becomes a GenericEvent.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def _lenient_time(value: Any) -> Any:
+    """Accept ISO 8601 with any fractional precision (nanoseconds included) or epoch seconds/ms."""
+    if isinstance(value, str):
+        value = _FRACTION.sub(r"\1", value.strip())
+        if value.endswith("z"):
+            value = value[:-1] + "Z"
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000 if value > 10_000_000_000 else value
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_lenient_time)]
+
+
+class BaseEvent(BaseModel):
+    """Fields every event may carry; unknown fields are kept (`model_extra`)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    event_type: str
+    event_id: str | None = None
+    workspace_id: str | None = None
+    device_id: str | None = None
+    connected_account_id: str | None = None
+    created_at: Timestamp | None = None
+    occurred_at: Timestamp | None = None
+
+
+class LockLocked(BaseEvent):
+    event_type: Literal["lock.locked"]
+    method: str | None = None
+    action_attempt_id: str | None = None
+    access_code_id: str | None = None
+
+
+class LockUnlocked(BaseEvent):
+    event_type: Literal["lock.unlocked"]
+    method: str | None = None
+    action_attempt_id: str | None = None
+    access_code_id: str | None = None
+
+
+class LockAccessDenied(BaseEvent):
+    event_type: Literal["lock.access_denied"]
+    access_code_id: str | None = None
+
+
+ACTION_ATTEMPT_TYPES = (
+    "action_attempt.lock_door.succeeded", "action_attempt.lock_door.failed",
+    "action_attempt.unlock_door.succeeded", "action_attempt.unlock_door.failed",
+)
+
+
+class ActionAttemptEvent(BaseEvent):
+    event_type: Literal[ACTION_ATTEMPT_TYPES]  # type: ignore[valid-type]
+    action_attempt_id: str
+    action_type: str | None = None
+    status: str | None = None
+    error: dict[str, Any] | None = None
+
+
+class LockActionCompleted(BaseEvent):
+    """Device cloud (seed 003): the outcome of `POST /locks/{id}/actions`. It has no event_id."""
+
+    event_type: Literal["lock.action_completed"]
+    action_id: str | None = None
+    custom_id: str | None = None
+    action: str | None = None
+    status: str
+    performed_via: str | None = None
+    error_code: str | None = None
+    message: str | None = None
+    timestamp: Timestamp | None = None
+
+
+class GenericEvent(BaseEvent):
+    """Any other event type (Seam has ~100): stored and counted, never an error."""
+
+
+MODELS: dict[str, type[BaseEvent]] = {
+    "lock.locked": LockLocked,
+    "lock.unlocked": LockUnlocked,
+    "lock.access_denied": LockAccessDenied,
+    "lock.action_completed": LockActionCompleted,
+    **{name: ActionAttemptEvent for name in ACTION_ATTEMPT_TYPES},
+}
+
+# lock events without ids whose method may be a remote command (correlation rule 4)
+REMOTE_METHODS = {None, "", "remote", "seamapi", "unknown"}
+
+
+def parse_event(data: dict) -> tuple[BaseEvent, str | None]:
+    """The typed event and, when a known type had invalid fields, why it fell back to GenericEvent."""
+    model = MODELS.get(data.get("event_type"), GenericEvent)
+    try:
+        return model.model_validate(data), None
+    except ValidationError as exc:
+        fields = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
+        generic = {k: v for k, v in data.items() if k in ("event_type",)}
+        for key in ("event_id", "device_id", "workspace_id"):
+            if isinstance(data.get(key), str):
+                generic[key] = data[key]
+        return GenericEvent.model_validate(generic), "invalid fields: " + ", ".join(fields)[:200]
+
+
+def _ms(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
+
+
+def event_key(event: BaseEvent, endpoint: str, delivery_id: str) -> str:
+    """Idempotency key: Seam's event_id, or the delivery id for senders without one."""
+    return f"event:{event.event_id}" if event.event_id else f"delivery:{endpoint}:{delivery_id}"
+
+
+def normalize(event: BaseEvent, endpoint: str, delivery_id: str, received_ms: int) -> dict:
+    """The flat form the `apply_event` script works on (absent values omitted)."""
+    occurred = _ms(event.occurred_at) or _ms(getattr(event, "timestamp", None)) or _ms(event.created_at)
+    n: dict[str, Any] = {
+        "key": event_key(event, endpoint, delivery_id),
+        "type": event.event_type,
+        "device_id": event.device_id,
+        "occurred": str(occurred or received_ms),
+    }
+    if isinstance(event, LockLocked | LockUnlocked):
+        action = "lock" if isinstance(event, LockLocked) else "unlock"
+        n.update(result=True, success=True, action=action, lock_state=action + "ed", method=event.method,
+                 action_attempt_id=event.action_attempt_id,
+                 rule4=(not event.action_attempt_id) and event.method in REMOTE_METHODS)
+    elif isinstance(event, ActionAttemptEvent):
+        succeeded = event.event_type.endswith(".succeeded")
+        error = event.error or {}
+        n.update(result=True, success=succeeded, action_attempt_id=event.action_attempt_id,
+                 action="lock" if ".lock_door." in event.event_type else "unlock")
+        if not succeeded:
+            n.update(error_code=str(error.get("type") or "action_attempt_failed"),
+                     error_message=str(error.get("message") or "") or None)
+    elif isinstance(event, LockActionCompleted):
+        success = event.status.lower() in ("success", "succeeded")
+        action = event.action if event.action in ("lock", "unlock") else None
+        n.update(result=True, success=success, action=action, action_id=event.action_id,
+                 custom_id=event.custom_id, performed_via=event.performed_via)
+        if success and action:
+            n["lock_state"] = action + "ed"
+        if not success:
+            n.update(error_code=event.error_code or "unknown_error", error_message=event.message)
+    n["summary"] = {
+        k: v for k, v in {
+            "event": n["key"], "event_type": event.event_type, "device_id": event.device_id,
+            "occurred_at": n["occurred"], "received_at": str(received_ms), "delivery_id": delivery_id,
+            "endpoint": endpoint, "method": getattr(event, "method", None),
+            "performed_via": getattr(event, "performed_via", None), "status": getattr(event, "status", None),
+            "error_code": n.get("error_code"),
+        }.items() if v is not None
+    }
+    return {k: v for k, v in n.items() if v is not None}

@@ -1,0 +1,86 @@
+"""The durable inbox: dedupe + store + enqueue of deliveries in one Lua call, batched across requests.
+
+Concurrent requests share one script call (each answered only after its batch is written), so the
+ack path costs one Redis round trip per batch rather than one per delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from lockhook import defaults
+from lockhook.errors import StorageUnavailable
+from lockhook.scripts import Scripts
+
+log = logging.getLogger("lockhook.inbox")
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One verified webhook delivery as received: the unit that is deduplicated and stored."""
+
+    endpoint: str
+    delivery_id: str
+    headers: dict[str, str]
+    body: bytes
+    quarantine: bool = False
+
+
+def retention_min_id(now_ms: int, retention_s: int) -> str:
+    """Stream entries older than the dedupe window are trimmed (XADD MINID)."""
+    return f"{max(0, now_ms - retention_s * 1000)}-0"
+
+
+class Inbox:
+    """Writes deliveries through the `ingest` script, batching concurrent callers."""
+
+    def __init__(self, client, dedupe_ttl_s: int, schedule_drain: Callable[[], object]):
+        self._scripts = Scripts(client)
+        self._ttl = dedupe_ttl_s
+        self._schedule_drain = schedule_drain
+        self._pending: list[tuple[Delivery, asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
+
+    async def put(self, delivery: Delivery) -> bool:
+        """Store a delivery; True when new, False for a duplicate; StorageUnavailable if Redis failed."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((delivery, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: defaults.INBOX_BATCH_MAX]
+            del self._pending[: len(batch)]
+            now_ms = int(time.time() * 1000)
+            argv = [self._ttl, retention_min_id(now_ms, self._ttl), len(batch)]
+            for d, _ in batch:
+                argv += [d.endpoint, d.delivery_id, "quarantine" if d.quarantine else "event",
+                         json.dumps(d.headers, separators=(",", ":")), d.body]
+            try:
+                result = await self._scripts.ingest(args=Scripts.args(now_ms, *argv))
+            except (RedisError, OSError) as exc:
+                log.warning("inbox write failed: %s", type(exc).__name__)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(StorageUnavailable("event storage is unavailable"))
+                continue
+            for (_, future), stored in zip(batch, result, strict=False):
+                if not future.done():
+                    future.set_result(bool(stored))
+            if result[-1]:
+                self._schedule_drain()
+
+
+def read_headers(raw: bytes | str) -> dict[str, str]:
+    """Headers as stored in a stream entry."""
+    return json.loads(raw)
+

@@ -1,0 +1,60 @@
+"""Enqueueing RQ jobs by dotted name, so the web process never imports the workers package."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rq import Queue, Retry
+
+from lockhook import defaults, keys
+
+DRAIN = "workers.drain.drain_inbox"
+MAINTENANCE = "workers.maintenance.run_maintenance"
+EXPIRE = "workers.deadlines.expire_command"
+POLL_SEAM = "workers.issuing.poll_seam_command"
+
+
+def events_queue(connection) -> Queue:
+    return Queue(defaults.QUEUE_EVENTS, connection=connection)
+
+
+def enqueue_drain(connection) -> None:
+    """Queue a drain job (the caller holds the 'drain scheduled' flag)."""
+    events_queue(connection).enqueue(DRAIN, job_timeout=300, result_ttl=0, failure_ttl=24 * 3600)
+
+
+def ensure_drain(connection) -> bool:
+    """Queue a drain job unless one is already scheduled; True when one was queued."""
+    if connection.set(keys.DRAIN_FLAG, "1", nx=True, ex=defaults.DRAIN_FLAG_TTL_S):
+        enqueue_drain(connection)
+        return True
+    return False
+
+
+def ensure_maintenance(connection, delay_s: float = 0) -> bool:
+    """Keep exactly one self-rescheduling maintenance job alive."""
+    ttl = int(defaults.MAINTENANCE_INTERVAL_S * 10) + 30
+    if not connection.set(keys.MAINTENANCE_FLAG, "1", nx=True, ex=ttl):
+        return False
+    schedule_maintenance(connection, delay_s)
+    return True
+
+
+def schedule_maintenance(connection, delay_s: float) -> None:
+    ttl = int(defaults.MAINTENANCE_INTERVAL_S * 10) + 30
+    connection.expire(keys.MAINTENANCE_FLAG, ttl)
+    queue = events_queue(connection)
+    if delay_s <= 0:
+        queue.enqueue(MAINTENANCE, result_ttl=0, failure_ttl=3600, job_timeout=120)
+    else:
+        from datetime import timedelta
+
+        queue.enqueue_in(timedelta(seconds=delay_s), MAINTENANCE, result_ttl=0, failure_ttl=3600,
+                         job_timeout=120)
+
+
+def schedule_expiry(connection, command_id: str, deadline_ms: int) -> None:
+    """Time a command out at its deadline with RQ's scheduler (the maintenance sweep is the safety net)."""
+    at = datetime.fromtimestamp(deadline_ms / 1000, tz=UTC)
+    events_queue(connection).enqueue_at(at, EXPIRE, command_id, result_ttl=0, failure_ttl=24 * 3600,
+                                        retry=Retry(max=3, interval=[1, 5, 30]))

@@ -1,0 +1,53 @@
+"""Names of every Redis key lockhook writes (RQ's own `rq:*` keys aside), in one place."""
+
+PREFIX = "lh:"
+
+INBOX = PREFIX + "inbox"                # stream of accepted deliveries (raw headers + body)
+INBOX_GROUP = "workers"                 # consumer group of the drain jobs
+QUARANTINE = PREFIX + "quarantine"      # stream of verified deliveries that are not events
+DRAIN_FLAG = PREFIX + "drain:scheduled"  # set while a drain job is queued or running
+MAINTENANCE_FLAG = PREFIX + "maintenance:scheduled"
+OUTBOX = PREFIX + "outbox"              # stream of outcomes (command.*, lock.state_changed)
+OUTBOX_GROUP = "dispatch"
+DEADLINES = PREFIX + "deadlines"        # zset: pending command id -> deadline ms
+COMMANDS = PREFIX + "cmds"              # zset: command id -> created ms
+DEVICES = PREFIX + "devices"            # zset: device id -> last event ms
+RECENT_EVENTS = PREFIX + "events:recent"
+ANOMALIES = PREFIX + "anomalies"
+EVENT_STATS = PREFIX + "stats:events"   # hash: event_type -> count
+COMMAND_STATS = PREFIX + "stats:commands"  # hash: status -> count
+DELIVERY_STATS = PREFIX + "stats:deliveries"  # hash: "<endpoint>:<outcome>" -> count
+
+
+def dedupe(endpoint: str, delivery_id: str) -> str:
+    return f"{PREFIX}dedupe:{endpoint}:{delivery_id}"
+
+
+def command(command_id: str) -> str:
+    return f"{PREFIX}cmd:{command_id}"
+
+
+def command_timeline(command_id: str) -> str:
+    return f"{PREFIX}cmd:{command_id}:timeline"
+
+
+def command_channel(command_id: str) -> str:
+    """Pub/sub channel announcing that a command left `pending`."""
+    return f"{PREFIX}cmd:{command_id}:done"
+
+
+def id_index(kind: str, value: str) -> str:
+    """kind: custom_id | action_id | action_attempt_id | idempotency_key."""
+    return f"{PREFIX}idx:{kind}:{value}"
+
+
+def device_commands(device_id: str) -> str:
+    return f"{PREFIX}device:{device_id}:cmds"
+
+
+def device_events(device_id: str) -> str:
+    return f"{PREFIX}device:{device_id}:events"
+
+
+def lock_state(device_id: str) -> str:
+    return f"{PREFIX}lock:{device_id}"

@@ -1,0 +1,78 @@
+-- Shared helpers prepended to every lockhook script. ARGV[1] is the key prefix ("lh:").
+local P = ARGV[1]
+local NOW = ARGV[2]
+
+local function timeline(cid, entry)
+  local key = P .. 'cmd:' .. cid .. ':timeline'
+  entry['at'] = NOW
+  redis.call('RPUSH', key, cjson.encode(entry))
+  redis.call('LTRIM', key, -200, -1)
+end
+
+local function anomaly(entry)
+  entry['at'] = NOW
+  local line = cjson.encode(entry)
+  redis.call('LPUSH', P .. 'anomalies', line)
+  redis.call('LTRIM', P .. 'anomalies', 0, 999)
+  return entry
+end
+
+-- Move a command out of pending (or out of timed_out, marking it late). Exactly one caller wins.
+-- fields: table of extra hash fields (error_code, performed_via, ...). Returns the outcome type or nil.
+local function resolve(cid, status, fields, resolved_by)
+  local key = P .. 'cmd:' .. cid
+  local cur = redis.call('HMGET', key, 'status', 'device_id', 'action')
+  if not cur[1] then return nil end
+  local late = false
+  if cur[1] == 'pending' then
+    late = false
+  elseif cur[1] == 'timed_out' and (status == 'succeeded' or status == 'failed') then
+    late = true
+  else
+    return nil
+  end
+  redis.call('HSET', key, 'status', status, 'resolved_at', NOW, 'resolved_by', resolved_by or '',
+             'late', late and '1' or '0')
+  for name, value in pairs(fields) do
+    if value ~= '' then redis.call('HSET', key, name, value) end
+  end
+  redis.call('ZREM', P .. 'deadlines', cid)
+  redis.call('ZREM', P .. 'pending:' .. cur[2] .. ':' .. cur[3], cid)
+  local outcome = late and 'command.late_result' or ('command.' .. status)
+  redis.call('XADD', P .. 'outbox', '*', 'type', outcome, 'command_id', cid, 'at', NOW)
+  redis.call('HINCRBY', P .. 'stats:commands', status, 1)
+  redis.call('PUBLISH', P .. 'cmd:' .. cid .. ':done', status)
+  timeline(cid, {kind = 'resolved', status = status, late = late, by = resolved_by or ''})
+  return outcome
+end
+
+-- Apply an action result (a decoded event table) to a command: checks that the action agrees.
+local function apply_result(cid, ev)
+  local action = redis.call('HGET', P .. 'cmd:' .. cid, 'action')
+  if not action then return nil, nil end
+  if ev.action and ev.action ~= action then
+    return nil, anomaly({kind = 'contradicting_action', command_id = cid, command_action = action,
+                         event_action = ev.action, event = ev.key, event_type = ev.type})
+  end
+  local status = ev.success and 'succeeded' or 'failed'
+  local fields = {error_code = ev.error_code, error_message = ev.error_message,
+                  performed_via = ev.performed_via, method = ev.method}
+  timeline(cid, {kind = 'event', event = ev.key, event_type = ev.type})
+  return resolve(cid, status, fields, ev.key), nil
+end
+
+-- Events parked under their ids before the command (or its ids) existed: resolve from them now.
+local function unpark(cid, kind, value)
+  if not value or value == '' then return nil end
+  local key = P .. 'parked:' .. kind .. ':' .. value
+  local parked = redis.call('LRANGE', key, 0, -1)
+  if #parked == 0 then return nil end
+  redis.call('DEL', key)
+  local outcome = nil
+  for _, raw in ipairs(parked) do
+    local ev = cjson.decode(raw)
+    local o = apply_result(cid, ev)
+    outcome = outcome or o
+  end
+  return outcome
+end

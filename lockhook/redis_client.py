@@ -1,0 +1,26 @@
+"""Redis connections built from settings: sync for workers and CLI, asyncio for the web process."""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio as aioredis
+
+from lockhook import defaults
+from lockhook.settings import Settings
+
+
+def sync_client(settings: Settings, **overrides) -> redis.Redis:
+    """A client for workers, RQ and the CLI (RQ needs bytes, so no decode_responses)."""
+    options = dict(socket_timeout=30, socket_connect_timeout=defaults.REDIS_SOCKET_TIMEOUT_S,
+                   health_check_interval=15, retry_on_timeout=False)
+    options.update(overrides)
+    return redis.Redis.from_url(settings.redis_url, **options)
+
+
+def async_client(settings: Settings) -> aioredis.Redis:
+    """A client for the ack path: short timeouts so a dead Redis is a fast 503."""
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=defaults.REDIS_SOCKET_TIMEOUT_S,
+        socket_connect_timeout=defaults.REDIS_SOCKET_TIMEOUT_S,
+    )

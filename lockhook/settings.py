@@ -1,0 +1,89 @@
+"""The one place configuration is read: environment variables into a pydantic-settings class."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lockhook.errors import ConfigError
+
+
+def split_secrets(raw: str | None) -> list[str]:
+    """Split a comma- or space-separated list of secrets (rotation keeps old and new)."""
+    return [part for part in re.split(r"[\s,]+", raw or "") if part]
+
+
+class Settings(BaseSettings):
+    """Every environment variable lockhook reads; nothing else reads the environment."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    port: int = 8000
+    seam_webhook_secret: SecretStr | None = None
+    device_cloud_webhook_secret: SecretStr | None = None
+    max_body_bytes: int = Field(262_144, gt=0)
+    dedupe_ttl_seconds: int = Field(7 * 24 * 3600, gt=0)
+
+    lockhook_api_token: SecretStr | None = None
+
+    seam_api_key: SecretStr | None = None
+    seam_endpoint: str | None = None
+    seam_poll_after_s: float = Field(10.0, ge=0)
+
+    device_cloud_url: str | None = None
+    device_cloud_api_key: SecretStr | None = None
+    device_cloud_timeout_s: float = Field(5.0, gt=0)
+    device_cloud_attempts: int = Field(2, ge=1, le=5)
+
+    notify_webhook_url: str | None = None
+    notify_webhook_secret: SecretStr | None = None
+    slack_webhook_url: SecretStr | None = None
+    notify_allowed_hosts: str | None = None
+    notify_max_attempts: int = Field(8, ge=1)
+    notify_timeout_s: float = Field(10.0, gt=0)
+
+    record_dir: str | None = None
+    log_format: str | None = None  # "json" | "text"; default: text on a terminal, JSON otherwise
+
+    @field_validator(
+        "seam_webhook_secret", "device_cloud_webhook_secret", "lockhook_api_token", "seam_api_key",
+        "device_cloud_api_key", "notify_webhook_secret", "slack_webhook_url", mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def webhook_secrets(self, endpoint: str) -> list[str]:
+        """The secrets configured for a webhook endpoint ("seam" or "device-cloud")."""
+        secret = self.seam_webhook_secret if endpoint == "seam" else self.device_cloud_webhook_secret
+        return split_secrets(secret.get_secret_value() if secret else None)
+
+    def require_webhook_secret(self) -> None:
+        """Fail closed: a web process with no webhook secret at all must not start."""
+        if not (self.webhook_secrets("seam") or self.webhook_secrets("device-cloud")):
+            raise ConfigError(
+                "SEAM_WEBHOOK_SECRET is not set (nor DEVICE_CLOUD_WEBHOOK_SECRET): "
+                "refusing to accept unverifiable webhooks"
+            )
+
+    @property
+    def api_token(self) -> str | None:
+        return self.lockhook_api_token.get_secret_value() if self.lockhook_api_token else None
+
+    @property
+    def notify_urls(self) -> list[str]:
+        return split_secrets(self.notify_webhook_url)
+
+    @property
+    def allowed_hosts(self) -> set[str]:
+        return {h.lower() for h in split_secrets(self.notify_allowed_hosts)}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Build settings from the environment once per process (call it, never at import time)."""
+    return Settings()

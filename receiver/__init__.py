@@ -1,0 +1,1 @@
+"""The HTTP edge: webhook receipt, commands API, health, metrics and dashboard."""

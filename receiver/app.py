@@ -1,0 +1,102 @@
+"""The Starlette application factory: routes, error handlers, and the Redis-backed state they share."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from lockhook import defaults, jobs
+from lockhook.errors import ConfigError, LockhookError, StorageUnavailable
+from lockhook.fixtures import write_fixture
+from lockhook.inbox import Inbox
+from lockhook.logs import configure_logging
+from lockhook.redis_client import async_client, sync_client
+from lockhook.settings import Settings, get_settings
+from lockhook.signatures import check_secrets
+from receiver import health, webhooks
+
+log = logging.getLogger("lockhook.receiver")
+
+
+async def _lockhook_error(request: Request, exc: LockhookError) -> JSONResponse:
+    headers = {"Retry-After": str(defaults.RETRY_AFTER_S)} if isinstance(exc, StorageUnavailable) else None
+    return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    return JSONResponse({"error": "internal_error", "message": "internal error"}, status_code=500)
+
+
+def build_app(settings: Settings) -> Starlette:
+    """Build the app for these settings; raises ConfigError when it must not start."""
+    settings.require_webhook_secret()
+    check_secrets(settings.webhook_secrets("seam") + settings.webhook_secrets("device-cloud"))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        state = app.state
+        state.redis = async_client(settings)
+        state.sync_redis = sync_client(settings, socket_timeout=defaults.REDIS_SOCKET_TIMEOUT_S)
+        background: set[asyncio.Task] = set()
+
+        def schedule_drain() -> None:
+            task = asyncio.create_task(anyio.to_thread.run_sync(_enqueue_drain, state.sync_redis))
+            background.add(task)
+            task.add_done_callback(background.discard)
+
+        state.inbox = Inbox(state.redis, settings.dedupe_ttl_seconds, schedule_drain)
+        try:
+            yield
+        finally:
+            if background:
+                await asyncio.wait(background, timeout=5)
+            await state.redis.aclose()
+            state.sync_redis.close()
+
+    routes = [*webhooks.routes, *health.routes]
+    routes += _optional_routes()
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={LockhookError: _lockhook_error, Exception: _unexpected_error})
+    app.state.settings = settings
+    app.state.recorder = (lambda d: write_fixture(settings.record_dir, d)) if settings.record_dir else None
+    return app
+
+
+def _optional_routes() -> list:
+    """Routes contributed by feature modules (commands API, metrics, dashboard) when present."""
+    found = []
+    for name in ("commands_api", "metrics", "dashboard", "openapi"):
+        try:
+            module = __import__(f"receiver.{name}", fromlist=["routes"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"receiver.{name}":
+                raise
+            continue
+        found += module.routes
+    return found
+
+
+def _enqueue_drain(connection) -> None:
+    try:
+        jobs.enqueue_drain(connection)
+    except Exception as exc:  # the maintenance sweep drains anyway; the delivery is already stored
+        log.warning("could not enqueue a drain job: %s", type(exc).__name__)
+
+
+def create_app() -> Starlette:
+    """uvicorn factory (`uvicorn --factory receiver.app:create_app`): exits with one line on bad config."""
+    settings = get_settings()
+    configure_logging(settings)
+    try:
+        return build_app(settings)
+    except ConfigError as exc:
+        print(f"lockhook: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,58 @@
+"""POST /webhooks/seam and /webhooks/device-cloud: verify on the raw body, store once, answer fast."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from lockhook.errors import EndpointDisabled
+from lockhook.inbox import Delivery
+from lockhook.signatures import verify
+from receiver.body import read_body
+
+log = logging.getLogger("lockhook.receiver")
+
+ENDPOINTS = ("seam", "device-cloud")
+_DROP_HEADERS = {"authorization", "cookie", "proxy-authorization"}
+
+
+def is_event(body: bytes) -> bool:
+    """A processable delivery is a JSON object with a string `event_type`; anything else is quarantined."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("event_type"), str)
+
+
+def _kept_headers(request: Request) -> dict[str, str]:
+    return {k: v for k, v in request.headers.items() if k not in _DROP_HEADERS}
+
+
+def webhook_route(endpoint: str) -> Route:
+    """One route per sender, each with its own secrets."""
+
+    async def receive(request: Request) -> JSONResponse:
+        state = request.app.state
+        secrets = state.settings.webhook_secrets(endpoint)
+        if not secrets:
+            raise EndpointDisabled(f"no secret is configured for /webhooks/{endpoint}")
+        body = await read_body(request, state.settings.max_body_bytes)
+        delivery_id = verify(secrets, request.headers, body)
+        delivery = Delivery(endpoint, delivery_id, _kept_headers(request), body, quarantine=not is_event(body))
+        stored = await state.inbox.put(delivery)
+        if not stored:
+            return JSONResponse({"status": "duplicate", "delivery_id": delivery_id}, status_code=200)
+        if state.recorder is not None:
+            state.recorder(delivery)
+        status = "quarantined" if delivery.quarantine else "accepted"
+        return JSONResponse({"status": status, "delivery_id": delivery_id}, status_code=202)
+
+    return Route(f"/webhooks/{endpoint}", receive, methods=["POST"], name=f"webhook_{endpoint}")
+
+
+routes = [webhook_route(endpoint) for endpoint in ENDPOINTS]

@@ -1,0 +1,1 @@
+"""RQ jobs and the worker process: drain the inbox, resolve commands, expire deadlines, notify."""

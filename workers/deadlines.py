@@ -1,0 +1,35 @@
+"""Deadlines: a pending command past `deadline_at` becomes `timed_out` (scheduled job + sweep)."""
+
+from __future__ import annotations
+
+import logging
+
+from rq import get_current_job
+
+from lockhook.commands import CommandStore
+
+log = logging.getLogger("lockhook.deadlines")
+
+
+def expire_command(command_id: str) -> str:
+    """RQ job scheduled at the deadline (enqueue_at); a no-op when the command already resolved."""
+    client = get_current_job().connection
+    outcome = CommandStore(client).expire(command_id)
+    if outcome:
+        log.info("command timed out", extra={"command_id": command_id, "outcome": outcome})
+        from workers.drain import consumer_name
+        from workers.outbox import dispatch_outbox
+
+        dispatch_outbox(client, consumer_name())
+    return outcome
+
+
+def sweep(client) -> int:
+    """Expire every overdue command (catches deadlines missed while no scheduler ran)."""
+    store = CommandStore(client)
+    expired = 0
+    for command_id in store.overdue():
+        if store.expire(command_id):
+            expired += 1
+            log.info("command timed out (sweep)", extra={"command_id": command_id})
+    return expired

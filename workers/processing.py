@@ -1,0 +1,80 @@
+"""Turn stored deliveries into applied events: parse, normalize, and run `apply_event` once per event."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from lockhook import defaults
+from lockhook.events import normalize, parse_event
+from lockhook.scripts import Scripts
+
+log = logging.getLogger("lockhook.processing")
+
+
+def _text(fields: dict) -> dict[str, str]:
+    return {(k.decode() if isinstance(k, bytes) else k): (v.decode("utf-8", "replace") if isinstance(v, bytes) else v)
+            for k, v in fields.items()}
+
+
+def prepare(fields: dict) -> tuple[dict | None, str | None]:
+    """The normalized event for one inbox entry, or (None, reason) when it cannot be an event."""
+    f = _text(fields)
+    received = int(f.get("received_at") or time.time() * 1000)
+    try:
+        data = json.loads(f["body"])
+    except (ValueError, RecursionError, KeyError):
+        return None, "body is not JSON"
+    if not isinstance(data, dict) or not isinstance(data.get("event_type"), str):
+        return None, "no event_type"
+    event, problem = parse_event(data)
+    n = normalize(event, f.get("endpoint", "seam"), f.get("delivery_id", ""), received)
+    n["summary"]["delivery_id"] = f.get("delivery_id")
+    if problem:
+        n["summary"]["problem"] = problem
+    return n, problem
+
+
+def apply_entries(client, entries: list[tuple[bytes, dict]]) -> list[bytes]:
+    """Apply a batch of inbox entries in one pipeline; returns the stream ids that are finished."""
+    scripts = Scripts(client)
+    pipe = client.pipeline(transaction=False)
+    now = int(time.time() * 1000)
+    done: list[bytes] = []
+    applied: list[tuple[bytes, dict]] = []
+    for stream_id, fields in entries:
+        n, problem = prepare(fields)
+        if n is None:
+            log.warning("inbox entry skipped: %s", problem, extra={"delivery_id": _text(fields).get("delivery_id")})
+            done.append(stream_id)
+            continue
+        if problem:
+            log.warning("event kept as generic: %s", problem, extra={"event_id": n["key"], "event_type": n["type"]})
+        scripts.apply_event(args=Scripts.args(now, json.dumps(n), defaults.PROCESSED_TTL_S, defaults.PARK_TTL_S,
+                                              defaults.CORRELATION_WINDOW_S * 1000,
+                                              defaults.DEVICE_EVENT_LOG_CAP), client=pipe)
+        applied.append((stream_id, n))
+    if applied:
+        results = pipe.execute(raise_on_error=False)
+        for (stream_id, n), result in zip(applied, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("event failed to apply: %s", result, extra={"event_id": n["key"]})
+                continue
+            done.append(stream_id)
+            _log_result(n, json.loads(result))
+    return done
+
+
+def _log_result(n: dict, result: dict) -> None:
+    extra = {"event_id": n["key"], "event_type": n["type"], "device_id": n.get("device_id"),
+             "delivery_id": n["summary"].get("delivery_id"), "command_id": result.get("command_id"),
+             "outcome": result.get("outcome")}
+    if result.get("status") == "duplicate":
+        log.info("event already processed", extra=extra)
+        return
+    if result.get("anomaly"):
+        log.warning("anomaly: %s", result["anomaly"].get("kind"), extra=extra)
+    if result.get("parked"):
+        log.info("event parked until its command registers", extra=extra)
+    log.info("event applied", extra=extra)

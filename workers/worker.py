@@ -1,0 +1,74 @@
+"""The worker process: RQ workers that survive Redis outages and finish their job on SIGTERM.
+
+`lockhook worker` runs the events queue (drain, deadlines, maintenance; with RQ's scheduler) in this
+process and the notifications queue in a child process, so a slow notification target never delays
+event processing. Both use a non-forking worker: an RQ fork per job costs more than our jobs do.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+
+from redis.exceptions import RedisError
+from rq import Queue, SimpleWorker
+
+from lockhook import defaults, jobs
+from lockhook.logs import configure_logging
+from lockhook.redis_client import sync_client
+from lockhook.settings import Settings
+from workers import notifications  # noqa: F401  (registers the outcome subscribers)
+from workers.outbox import ensure_group
+
+log = logging.getLogger("lockhook.worker")
+
+
+class LockhookWorker(SimpleWorker):
+    """Runs jobs in-process: SIGTERM is a warm shutdown, the running job finishes before exit."""
+
+
+def prepare(client) -> None:
+    """Consumer groups and the maintenance chain exist before any job runs."""
+    from lockhook import keys
+
+    ensure_group(client, keys.INBOX, keys.INBOX_GROUP)
+    ensure_group(client, keys.OUTBOX, keys.OUTBOX_GROUP)
+    jobs.ensure_maintenance(client)
+
+
+def serve(settings: Settings, queue_names: list[str], with_scheduler: bool, burst: bool = False) -> None:
+    """Run an RQ worker, restarting it (with backoff) after Redis errors until asked to stop."""
+    configure_logging(settings)
+    backoff = 0.5
+    while True:
+        client = sync_client(settings)
+        worker = None
+        try:
+            prepare(client)
+            queues = [Queue(name, connection=client) for name in queue_names]
+            worker = LockhookWorker(queues, connection=client, worker_ttl=60, job_monitoring_interval=5)
+            worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING",
+                        max_idle_time=None)
+        except (RedisError, OSError) as exc:
+            log.warning("redis unavailable (%s); retrying in %.1f s", type(exc).__name__, backoff)
+        if burst or (worker is not None and worker._stop_requested):
+            return
+        time.sleep(backoff)
+        backoff = min(backoff * 2, 10.0)
+
+
+def run(settings: Settings, queues: list[str] | None = None, burst: bool = False) -> None:
+    """Entry point of `lockhook worker`."""
+    if queues:
+        serve(settings, queues, with_scheduler=defaults.QUEUE_EVENTS in queues, burst=burst)
+        return
+    notifier = multiprocessing.get_context("fork").Process(
+        target=serve, args=(settings, [defaults.QUEUE_NOTIFICATIONS], False, burst), name="lockhook-notifier")
+    notifier.start()
+    try:
+        serve(settings, [defaults.QUEUE_EVENTS, defaults.QUEUE_NOTIFICATIONS], with_scheduler=True, burst=burst)
+    finally:
+        if notifier.is_alive():
+            notifier.terminate()  # SIGTERM: a warm shutdown, its running job finishes
+        notifier.join(60)
