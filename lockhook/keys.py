@@ -51,3 +51,7 @@ def device_events(device_id: str) -> str:
 
 def lock_state(device_id: str) -> str:
     return f"{PREFIX}lock:{device_id}"
+
+NOTIFY_STATS = PREFIX + "stats:notifications"  # hash: "<outcome>" (delivered|failed|retried|skipped) -> count
+NOTIFY_FAILED = PREFIX + "notifications:failed"  # failed notifications, re-sendable from the CLI
+LATENCY_STATS = PREFIX + "stats:latency"        # confirmation latency buckets, written by the resolve script
