@@ -71,7 +71,7 @@ def make_app(settings):
     from receiver.app import build_app
 
     def factory(**overrides):
-        return build_app(settings.model_copy(update=overrides))
+        return build_app(Settings.model_validate({**dict(settings), **overrides}))
 
     return factory
 
