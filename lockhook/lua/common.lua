@@ -17,11 +17,27 @@ local function anomaly(entry)
   return entry
 end
 
+-- Confirmation latency (created -> resolved) by via, for /metrics: one non-cumulative bucket + sum + count.
+-- Bucket bounds in ms; lockhook/metrics.py LATENCY_BUCKETS_MS must list the same.
+local LATENCY_BUCKETS_MS = {250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000}
+local function observe_latency(via, created)
+  if not via or not created then return end
+  local ms = math.max(0, tonumber(NOW) - (tonumber(created) or tonumber(NOW)))
+  local le = 'inf'
+  for _, b in ipairs(LATENCY_BUCKETS_MS) do
+    if ms <= b then le = tostring(b) break end
+  end
+  local h = P .. 'stats:latency'
+  redis.call('HINCRBY', h, via .. ':le_' .. le, 1)
+  redis.call('HINCRBY', h, via .. ':sum_ms', ms)
+  redis.call('HINCRBY', h, via .. ':count', 1)
+end
+
 -- Move a command out of pending (or out of timed_out, marking it late). Exactly one caller wins.
 -- fields: table of extra hash fields (error_code, performed_via, ...). Returns the outcome type or nil.
 local function resolve(cid, status, fields, resolved_by)
   local key = P .. 'cmd:' .. cid
-  local cur = redis.call('HMGET', key, 'status', 'device_id', 'action')
+  local cur = redis.call('HMGET', key, 'status', 'device_id', 'action', 'via', 'created_at')
   if not cur[1] then return nil end
   local late = false
   if cur[1] == 'pending' then
@@ -40,7 +56,8 @@ local function resolve(cid, status, fields, resolved_by)
   redis.call('ZREM', P .. 'pending:' .. cur[2] .. ':' .. cur[3], cid)
   local outcome = late and 'command.late_result' or ('command.' .. status)
   redis.call('XADD', P .. 'outbox', '*', 'type', outcome, 'command_id', cid, 'at', NOW)
-  redis.call('HINCRBY', P .. 'stats:commands', status, 1)
+  redis.call('HINCRBY', P .. 'stats:commands', late and 'late_result' or status, 1)
+  if status == 'succeeded' or status == 'failed' then observe_latency(cur[4], cur[5]) end
   redis.call('PUBLISH', P .. 'cmd:' .. cid .. ':done', status)
   timeline(cid, {kind = 'resolved', status = status, late = late, by = resolved_by or ''})
   return outcome
