@@ -14,6 +14,7 @@ LockhookError
  ├── Unauthorized                     401 unauthorized
  ├── NotFound                         404 not_found
  ├── ValidationFailed                 422 validation_error
+ │    └── CallbackUrlRefused            callback_url_refused (SSRF policy for per-command callback_url)
  └── UpstreamError                    502 upstream_error (Seam / device cloud unreachable)
 """
 
@@ -96,6 +97,10 @@ class NotFound(LockhookError):
 class ValidationFailed(LockhookError):
     status_code = 422
     code = "validation_error"
+
+
+class CallbackUrlRefused(ValidationFailed):
+    code = "callback_url_refused"
 
 
 class UpstreamError(LockhookError):
