@@ -59,3 +59,12 @@ QUEUE_EVENTS = "events"
 
 QUEUE_NOTIFICATIONS = "notifications"
 """RQ queue for notification jobs."""
+
+NOTIFY_RETRY_DELAYS_S = (5, 60, 300, 1800, 7200, 18000, 57600)
+"""Waits between notification attempts (8 attempts over ~23.6 h); the last repeats if more are allowed."""
+
+NOTIFY_RETRY_AFTER_MAX_S = 86400
+"""A target's `Retry-After` is honoured up to this."""
+
+NOTIFY_GUARD_TTL_S = 7 * 24 * 3600
+"""How long an outcome's 'notifications enqueued' guard (and each notification record) is kept."""

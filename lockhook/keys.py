@@ -55,3 +55,13 @@ def lock_state(device_id: str) -> str:
 NOTIFY_STATS = PREFIX + "stats:notifications"  # hash: "<outcome>" (delivered|failed|retried|skipped) -> count
 NOTIFY_FAILED = PREFIX + "notifications:failed"  # failed notifications, re-sendable from the CLI
 LATENCY_STATS = PREFIX + "stats:latency"        # confirmation latency buckets, written by the resolve script
+
+
+def notification(notification_id: str) -> str:
+    """Hash: one (outcome, target) notification: target, body, status, attempts, last error."""
+    return f"{PREFIX}ntf:{notification_id}"
+
+
+def notification_guard(outcome_id: str) -> str:
+    """Set once when an outcome's notification jobs are enqueued (a re-dispatch finds it)."""
+    return f"{PREFIX}ntf:outcome:{outcome_id}"

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     notify_allowed_hosts: str | None = None
     notify_max_attempts: int = Field(8, ge=1)
     notify_timeout_s: float = Field(10.0, gt=0)
+    notify_retry_delays_s: str | None = None  # comma-separated seconds between attempts (tests shorten them)
 
     record_dir: str | None = None
     log_format: str | None = None  # "json" | "text"; default: text on a terminal, JSON otherwise
