@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     record_dir: str | None = None
     lockhook_dev_redis_port: int = Field(6379, gt=0, lt=65536)  # `lockhook dev`: where to look for a Redis
     log_format: str | None = None  # "json" | "text"; default: text on a terminal, JSON otherwise
+    prometheus_multiproc_dir: str | None = None  # prometheus_client multiprocess mode (several web processes)
 
     @field_validator(
         "seam_webhook_secret", "device_cloud_webhook_secret", "lockhook_api_token", "seam_api_key",

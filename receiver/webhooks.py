@@ -13,6 +13,7 @@ from lockhook.errors import EndpointDisabled
 from lockhook.inbox import Delivery
 from lockhook.signatures import verify
 from receiver.body import read_body
+from receiver.observe import observed
 
 log = logging.getLogger("lockhook.receiver")
 
@@ -52,7 +53,7 @@ def webhook_route(endpoint: str) -> Route:
         status = "quarantined" if delivery.quarantine else "accepted"
         return JSONResponse({"status": status, "delivery_id": delivery_id}, status_code=202)
 
-    return Route(f"/webhooks/{endpoint}", receive, methods=["POST"], name=f"webhook_{endpoint}")
+    return Route(f"/webhooks/{endpoint}", observed(endpoint, receive), methods=["POST"], name=f"webhook_{endpoint}")
 
 
 routes = [webhook_route(endpoint) for endpoint in ENDPOINTS]

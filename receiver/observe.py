@@ -1,0 +1,58 @@
+"""Per-delivery observation on the webhook ack path: one log line, a counter or histogram update, no Redis."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from lockhook.errors import LockhookError
+from lockhook.metrics import record_ack, record_rejection
+
+log = logging.getLogger("lockhook.deliveries")
+
+Handler = Callable[[Request], Awaitable[Response]]
+_ID_HEADERS = ("svix-id", "webhook-id")
+
+
+def _delivery_id(request: Request) -> str | None:
+    for name in _ID_HEADERS:
+        value = request.headers.get(name)
+        if value:
+            return value[:200]
+    return None
+
+
+def _outcome(response: Response) -> str:
+    """The contract's `{"status": ...}` answer: 200 duplicate, 202 accepted or quarantined."""
+    if response.status_code == 200:
+        return "duplicate"
+    return "quarantined" if b'"quarantined"' in bytes(response.body[:32]) else "accepted"
+
+
+def observed(endpoint: str, handler: Handler) -> Handler:
+    """Wrap a webhook handler: ack latency, error answers by code, and one structured line per delivery."""
+
+    async def wrapper(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except LockhookError as exc:
+            elapsed = time.perf_counter() - started
+            record_rejection(endpoint, exc.code, exc.status_code, elapsed)
+            log.info("delivery rejected", extra={"endpoint": endpoint, "delivery_id": _delivery_id(request),
+                                                 "outcome": exc.code, "status": exc.status_code,
+                                                 "latency_ms": round(elapsed * 1000, 2)})
+            raise
+        elapsed = time.perf_counter() - started
+        record_ack(endpoint, elapsed)
+        if log.isEnabledFor(logging.INFO):
+            log.info("delivery", extra={"endpoint": endpoint, "delivery_id": _delivery_id(request),
+                                        "outcome": _outcome(response), "status": response.status_code,
+                                        "latency_ms": round(elapsed * 1000, 2)})
+        return response
+
+    return wrapper
