@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from lockhook.notifications_cli import notifications_app
 from lockhook.settings import get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -30,6 +31,9 @@ def worker(queues: list[str] = typer.Option(None, "--queue", "-q", help="only th
     from workers.worker import run
 
     run(get_settings(), queues=queues or None, burst=burst)
+
+
+app.add_typer(notifications_app, name="notifications")
 
 
 def main() -> None:

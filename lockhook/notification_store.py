@@ -1,0 +1,189 @@
+"""Notification records in Redis: one hash per (outcome, target), the failed set, and re-sending from the CLI.
+
+A record holds what is needed to send again with the same `webhook-id` and the same bytes: target, URL
+(for webhooks and callbacks; the Slack URL is a secret and is read from settings at send time), body,
+status (queued, sending, retrying, delivered, failed), attempts of the current round, last error.
+Each send is an RQ job on queue `notifications` whose id is derived from (notification, round, attempt).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from redis.exceptions import WatchError
+from rq import Queue, Retry
+
+from lockhook import defaults, keys
+from lockhook.commands import _iso
+
+SEND_JOB = "workers.notifications.send_notification"
+
+QUEUED, SENDING, RETRYING, DELIVERED, FAILED = "queued", "sending", "retrying", "delivered", "failed"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def job_id(nid: str, round_: int, attempt: int) -> str:
+    """Deterministic: enqueuing the same attempt twice names the same job."""
+    return f"notify-{nid}-r{round_}-a{attempt}"
+
+
+def queue(client) -> Queue:
+    return Queue(defaults.QUEUE_NOTIFICATIONS, connection=client)
+
+
+def enqueue_send(client, nid: str, round_: int, attempt: int, delay_s: float = 0, pipeline=None,
+                 timeout_s: float = 10.0) -> None:
+    """Queue one send attempt (now or after a delay). RQ's Retry re-runs it if its worker was killed."""
+    options = dict(job_id=job_id(nid, round_, attempt), result_ttl=0, failure_ttl=7 * 24 * 3600,
+                   job_timeout=int(timeout_s) + 60, retry=Retry(max=2, interval=[5, 30]), pipeline=pipeline)
+    if delay_s > 0:
+        queue(client).enqueue_in(timedelta(seconds=delay_s), SEND_JOB, nid, round_, attempt, **options)
+    else:
+        queue(client).enqueue(SEND_JOB, nid, round_, attempt, **options)
+
+
+@dataclass
+class Notification:
+    """One (outcome, target) notification as stored."""
+
+    id: str
+    outcome: str
+    outcome_id: str
+    target: str
+    label: str
+    status: str
+    attempts: int
+    round: int
+    body: str
+    url: str | None = None
+    command_id: str | None = None
+    device_id: str | None = None
+    last_error: str | None = None
+    last_status_code: int | None = None
+    created_at: str | None = None
+    last_attempt_at: str | None = None
+    delivered_at: str | None = None
+    failed_at: str | None = None
+
+    @classmethod
+    def from_hash(cls, raw: dict) -> Notification:
+        h = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+             for k, v in raw.items()}
+        return cls(
+            id=h["id"], outcome=h["outcome"], outcome_id=h.get("outcome_id", ""), target=h["target"],
+            label=h.get("label", h["target"]), status=h.get("status", QUEUED), attempts=int(h.get("attempts") or 0),
+            round=int(h.get("round") or 1), body=h.get("body", ""), url=h.get("url") or None,
+            command_id=h.get("command_id") or None, device_id=h.get("device_id") or None,
+            last_error=h.get("last_error") or None,
+            last_status_code=int(h["last_status_code"]) if h.get("last_status_code") else None,
+            created_at=_iso(h.get("created_at")), last_attempt_at=_iso(h.get("last_attempt_at")),
+            delivered_at=_iso(h.get("delivered_at")), failed_at=_iso(h.get("failed_at")),
+        )
+
+    def public(self) -> dict:
+        """What the CLI and dashboard show: never the URL (it may carry tokens), never the body."""
+        return {k: getattr(self, k) for k in ("id", "outcome", "outcome_id", "target", "label", "status", "attempts",
+                                              "round", "command_id", "device_id", "last_error", "last_status_code",
+                                              "created_at", "last_attempt_at", "delivered_at", "failed_at")}
+
+
+class NotificationStore:
+    """Reads and writes notification records (sync client: workers and CLI)."""
+
+    def __init__(self, client):
+        self.redis = client
+
+    def get(self, nid: str) -> Notification | None:
+        raw = self.redis.hgetall(keys.notification(nid))
+        return Notification.from_hash(raw) if raw else None
+
+    def begin_attempt(self, nid: str, round_: int, attempt: int) -> Notification | None:
+        """Mark an attempt as sending; None when this job is stale (done, failed, or another round/attempt)."""
+        key = keys.notification(nid)
+        with self.redis.pipeline() as pipe:
+            pipe.watch(key)
+            raw = pipe.hgetall(key)
+            if not raw:
+                return None
+            record = Notification.from_hash(raw)
+            fresh = record.attempts == attempt - 1 and record.status in (QUEUED, RETRYING)
+            rerun = record.attempts == attempt and record.status == SENDING  # its worker died mid-send
+            if record.round != round_ or not (fresh or rerun):
+                return None  # delivered, failed, or another round/attempt: this job is stale
+            pipe.multi()
+            pipe.hset(key, mapping={"status": SENDING, "attempts": attempt, "last_attempt_at": now_ms()})
+            try:
+                pipe.execute()
+            except WatchError:  # a concurrent copy of this job got there first
+                return None
+        record.attempts, record.status = attempt, SENDING
+        return record
+
+    def finish(self, record: Notification, status: str, *, error: str | None = None, status_code: int | None = None,
+               retry_in_s: float | None = None, timeout_s: float = 10.0) -> None:
+        """Record an attempt's result (and queue the next attempt) in one transaction."""
+        key = keys.notification(record.id)
+        fields = {"status": status, "last_error": error or "", "last_status_code": status_code or ""}
+        entry = {"kind": "notification", "notification_id": record.id, "type": record.outcome,
+                 "target": record.label, "attempt": record.attempts, "round": record.round, "result": status,
+                 "status_code": status_code, "error": error, "at": str(now_ms())}
+        if retry_in_s is not None:
+            entry["retry_in_s"] = round(retry_in_s, 3)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.multi()  # RQ's enqueue joins this transaction
+            if status == DELIVERED:
+                fields["delivered_at"] = now_ms()
+                pipe.hincrby(keys.NOTIFY_STATS, "delivered", 1)
+            elif status == FAILED:
+                fields["failed_at"] = now_ms()
+                pipe.zadd(keys.NOTIFY_FAILED, {record.id: now_ms()})
+                pipe.hincrby(keys.NOTIFY_STATS, "failed", 1)
+            elif status == RETRYING:
+                pipe.hincrby(keys.NOTIFY_STATS, "retried", 1)
+                enqueue_send(self.redis, record.id, record.round, record.attempts + 1, delay_s=retry_in_s or 0,
+                             pipeline=pipe, timeout_s=timeout_s)
+            pipe.hset(key, mapping=fields)
+            if record.command_id:
+                timeline = keys.command_timeline(record.command_id)
+                pipe.rpush(timeline, json.dumps(entry))
+                pipe.ltrim(timeline, -200, -1)
+            pipe.execute()
+
+    def failed(self, limit: int = 100) -> list[Notification]:
+        """Failed notifications, newest first."""
+        raw = self.redis.zrevrange(keys.NOTIFY_FAILED, 0, limit - 1)
+        ids = [i.decode() if isinstance(i, bytes) else i for i in raw]
+        return [n for n in map(self.get, ids) if n]
+
+    def retry(self, nid: str, timeout_s: float = 10.0) -> bool:
+        """Send a failed notification again (same id and body, a new round of attempts); False if not failed."""
+        key = keys.notification(nid)
+        with self.redis.pipeline() as pipe:
+            pipe.watch(key)
+            raw = pipe.hgetall(key)
+            if not raw or Notification.from_hash(raw).status != FAILED:
+                pipe.unwatch()
+                if not raw:
+                    self.redis.zrem(keys.NOTIFY_FAILED, nid)  # the record expired: nothing left to send
+                return False
+            round_ = Notification.from_hash(raw).round + 1
+            pipe.multi()
+            pipe.hset(key, mapping={"status": QUEUED, "attempts": 0, "round": round_})
+            pipe.expire(key, defaults.NOTIFY_GUARD_TTL_S)
+            pipe.zrem(keys.NOTIFY_FAILED, nid)
+            enqueue_send(self.redis, nid, round_, 1, pipeline=pipe, timeout_s=timeout_s)
+            try:
+                pipe.execute()
+            except WatchError:  # retried concurrently
+                return False
+        return True
+
+    def retry_all(self, timeout_s: float = 10.0) -> list[str]:
+        ids = [i.decode() if isinstance(i, bytes) else i for i in self.redis.zrange(keys.NOTIFY_FAILED, 0, -1)]
+        return [nid for nid in ids if self.retry(nid, timeout_s)]
