@@ -17,6 +17,7 @@ ANOMALIES = PREFIX + "anomalies"
 EVENT_STATS = PREFIX + "stats:events"   # hash: event_type -> count
 COMMAND_STATS = PREFIX + "stats:commands"  # hash: status -> count
 DELIVERY_STATS = PREFIX + "stats:deliveries"  # hash: "<endpoint>:<outcome>" -> count
+DUPLICATES = PREFIX + "duplicates:recent"  # list: newest duplicate deliveries (capped), for the dashboard
 
 
 def dedupe(endpoint: str, delivery_id: str) -> str:

@@ -20,6 +20,8 @@ for i = 0, n - 1 do
     out[#out + 1] = 1
   else
     redis.call('HINCRBY', P .. 'stats:deliveries', endpoint .. ':duplicate', 1)
+    redis.call('LPUSH', P .. 'duplicates:recent', cjson.encode({endpoint = endpoint, delivery_id = id, at = NOW}))
+    redis.call('LTRIM', P .. 'duplicates:recent', 0, 199)
     out[#out + 1] = 0
   end
 end
