@@ -58,3 +58,12 @@ def schedule_expiry(connection, command_id: str, deadline_ms: int) -> None:
     at = datetime.fromtimestamp(deadline_ms / 1000, tz=UTC)
     events_queue(connection).enqueue_at(at, EXPIRE, command_id, result_ttl=0, failure_ttl=24 * 3600,
                                         retry=Retry(max=3, interval=[1, 5, 30]))
+
+
+def schedule_seam_poll(connection, command_id: str, delay_s: float) -> None:
+    """Poll Seam's action attempt after `delay_s` in case its webhook is late or lost."""
+    from datetime import timedelta
+
+    events_queue(connection).enqueue_in(timedelta(seconds=max(delay_s, 0)), POLL_SEAM, command_id,
+                                        result_ttl=0, failure_ttl=24 * 3600,
+                                        retry=Retry(max=3, interval=[2, 5, 15]))

@@ -1,0 +1,324 @@
+"""The commands API: issue, register and await lock/unlock commands; read lock state.
+
+POST /commands reserves the command in Redis (pending, idempotent on custom_id / Idempotency-Key)
+BEFORE calling Seam or the device cloud, so a repeated request never reaches a device twice. The
+remote's answer then attaches its ids (rejected on a refusal; discarded, 502, when unreachable).
+GET /commands/{id}?wait=N subscribes to the command's channel first, re-reads it, then waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from lockhook import defaults, issuing, jobs, keys
+from lockhook.callback_policy import check_callback_url
+from lockhook.commands import Action, Command, CommandStatus, CommandStore, Via
+from lockhook.errors import (
+    CallbackUrlRefused,
+    LockhookError,
+    NotFound,
+    StorageUnavailable,
+    UpstreamError,
+    ValidationFailed,
+)
+from lockhook.locks import device_events, lock_state
+from receiver.auth import protected
+from receiver.body import read_body
+
+log = logging.getLogger("lockhook.commands_api")
+
+BODY_MAX_BYTES = 65_536
+"""Largest POST /commands body."""
+
+METADATA_MAX_BYTES = 8_192
+"""Largest `metadata` object, JSON-encoded."""
+
+MAX_TIMEOUT_S = 24 * 3600
+"""Longest `timeout_s` a command may ask for."""
+
+LIST_MAX = 500
+"""Most commands one GET /commands returns."""
+
+ID_PATTERN = r"^[\x21-\x7e]{1,200}$"
+"""Ids (device, custom, action, attempt, Idempotency-Key): 1-200 printable ASCII characters, no spaces."""
+
+T = TypeVar("T")
+
+
+class CommandRequest(BaseModel):
+    """Body of POST /commands."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    device_id: str = Field(pattern=ID_PATTERN)
+    action: Action
+    via: Via
+    custom_id: str | None = Field(None, pattern=ID_PATTERN)
+    action_id: str | None = Field(None, pattern=ID_PATTERN)
+    action_attempt_id: str | None = Field(None, pattern=ID_PATTERN)
+    timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S)
+    callback_url: str | None = Field(None, min_length=1, max_length=2048)
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict | None) -> dict | None:
+        if value is not None and len(json.dumps(value)) > METADATA_MAX_BYTES:
+            raise ValueError(f"must be at most {METADATA_MAX_BYTES} bytes as JSON")
+        return value
+
+
+def field_errors(exc: ValidationError, prefix: str) -> list[dict]:
+    """Pydantic errors as `{loc, msg, type}` (no input echoed back, nothing unserialisable)."""
+    return [{"loc": [prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]} for err in exc.errors()]
+
+
+def invalid(prefix: str, field: str | None, msg: str, kind: str = "value_error") -> ValidationFailed:
+    loc = [prefix, field] if field else [prefix]
+    return ValidationFailed(msg, errors=[{"loc": loc, "msg": msg, "type": kind}])
+
+
+async def in_thread(fn: Callable[..., T], *args, **kwargs) -> T:
+    """Run a blocking call (Redis sync client, SDK, DNS) off the event loop; Redis failures become 503."""
+    try:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+    except (RedisError, ConnectionError) as exc:
+        log.warning("redis unavailable in commands API: %s", type(exc).__name__)
+        raise StorageUnavailable("command store unavailable; retry later") from None
+
+
+def store(request: Request) -> CommandStore:
+    state = request.app.state
+    if getattr(state, "command_store", None) is None:
+        state.command_store = CommandStore(state.sync_redis)
+    return state.command_store
+
+
+def command_json(command: Command) -> dict:
+    return command.model_dump(mode="json")
+
+
+# -- POST /commands --------------------------------------------------------------------------------
+
+async def _parse_command(request: Request) -> CommandRequest:
+    raw = await read_body(request, BODY_MAX_BYTES)
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise invalid("body", None, "body must be a JSON object", "json_invalid") from None
+    if not isinstance(data, dict):
+        raise invalid("body", None, "body must be a JSON object", "model_type")
+    try:
+        return CommandRequest.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed("invalid command", errors=field_errors(exc, "body")) from None
+
+
+def _idempotency_key(request: Request) -> str | None:
+    value = request.headers.get("idempotency-key")
+    if value is None:
+        return None
+    if not (1 <= len(value) <= 200) or any(not 0x21 <= ord(ch) <= 0x7E for ch in value):
+        raise invalid("header", "Idempotency-Key", "must be 1-200 printable ASCII characters without spaces")
+    return value
+
+
+async def _check_callback(url: str, settings) -> None:
+    """The SSRF policy (DNS included, so in a thread); its refusal becomes a field error on callback_url."""
+    try:
+        await anyio.to_thread.run_sync(check_callback_url, url, settings)
+    except CallbackUrlRefused as exc:
+        exc.details.setdefault("errors", [{"loc": ["body", "callback_url"], "msg": exc.message, "type": exc.code}])
+        raise
+
+
+def _check_issuer(settings, body: CommandRequest) -> None:
+    if body.via == Via.SEAM and settings.seam_api_key is None:
+        raise issuing.IssuerNotConfigured("seam", "SEAM_API_KEY")
+    if body.via == Via.DEVICE_CLOUD and not settings.device_cloud_url:
+        raise issuing.IssuerNotConfigured("device_cloud", "DEVICE_CLOUD_URL")
+
+
+async def create_command(request: Request) -> JSONResponse:
+    settings = request.app.state.settings
+    idem = _idempotency_key(request)
+    body = await _parse_command(request)
+    _check_issuer(settings, body)
+    if body.callback_url is not None:
+        await _check_callback(body.callback_url, settings)
+    custom_id = body.custom_id
+    if body.via == Via.DEVICE_CLOUD and not custom_id:
+        custom_id = issuing.new_custom_id()
+    commands = store(request)
+    command, created = await in_thread(
+        commands.register, body.device_id, body.action.value, body.via.value, custom_id=custom_id,
+        action_id=body.action_id, action_attempt_id=body.action_attempt_id,
+        timeout_s=body.timeout_s or defaults.DEFAULT_COMMAND_TIMEOUT_S, callback_url=body.callback_url,
+        metadata=body.metadata, idempotency_key=idem)
+    if not created:
+        return JSONResponse(command_json(command), status_code=200)
+    if body.via != Via.EXTERNAL and command.status == CommandStatus.PENDING:
+        command = await _issue(request, commands, command)
+    log.info("command created", extra={"command_id": command.command_id, "device_id": command.device_id,
+                                       "status": command.status.value})
+    return JSONResponse(command_json(command), status_code=201,
+                        headers={"Location": f"/commands/{command.command_id}"})
+
+
+async def _issue(request: Request, commands: CommandStore, command: Command) -> Command:
+    """Call the remote for a reserved command; on no answer forget the reservation and raise 502."""
+    settings = request.app.state.settings
+    cid = command.command_id
+    try:
+        if command.via == Via.SEAM:
+            issued = await anyio.to_thread.run_sync(issuing.issue_seam, settings, command.device_id,
+                                                    command.action.value)
+        else:
+            issued = await anyio.to_thread.run_sync(issuing.issue_device_cloud, settings, command.device_id,
+                                                    command.action.value, command.custom_id)
+    except issuing.Refused as exc:
+        log.info("command refused", extra={"command_id": cid, "error_code": exc.error_code})
+        await in_thread(commands.reject, cid, exc.error_code, exc.message)
+        return await in_thread(commands.get, cid) or command
+    except BaseException as exc:
+        await _discard_quietly(commands, cid)
+        if isinstance(exc, LockhookError | asyncio.CancelledError | KeyboardInterrupt):
+            raise
+        log.error("issuing failed unexpectedly: %s", type(exc).__name__, extra={"command_id": cid})
+        raise UpstreamError("the command could not be issued") from None
+    updated = await in_thread(commands.attach_ids, cid, action_id=issued.action_id,
+                              action_attempt_id=issued.action_attempt_id)
+    if issued.status != "pending":
+        await in_thread(commands.record_result, cid, issued.status == "succeeded", issued.error_code,
+                        issued.error_message, resolved_by="issuer")
+        updated = await in_thread(commands.get, cid)
+    elif command.via == Via.SEAM:
+        try:
+            await in_thread(jobs.schedule_seam_poll, request.app.state.sync_redis, cid, settings.seam_poll_after_s)
+        except StorageUnavailable:
+            log.warning("could not schedule the Seam poll", extra={"command_id": cid})
+    return updated or command
+
+
+async def _discard_quietly(commands: CommandStore, command_id: str) -> None:
+    try:
+        await anyio.to_thread.run_sync(commands.discard, command_id)
+    except Exception as exc:  # the deadline will time it out instead
+        log.error("could not discard an unissued command: %s", type(exc).__name__, extra={"command_id": command_id})
+
+
+# -- GET /commands/{id}[?wait=N] -------------------------------------------------------------------
+
+def parse_wait(raw: str | None) -> float:
+    """`wait` in seconds: a finite number 0..MAX_WAIT_S (422 otherwise; `nan`, `inf`, `-1`, `1e9` too)."""
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise invalid("query", "wait", "must be a number of seconds", "float_parsing") from None
+    if not math.isfinite(value) or value < 0 or value > defaults.MAX_WAIT_S:
+        raise invalid("query", "wait", f"must be between 0 and {defaults.MAX_WAIT_S}", "range")
+    return value
+
+
+async def _read_command(redis, command_id: str) -> Command | None:
+    raw = await redis.hgetall(keys.command(command_id))
+    return Command.from_hash(raw) if raw else None
+
+
+async def await_command(redis, command_id: str, wait_s: float) -> Command | None:
+    """The command once it leaves `pending`, or as it is after `wait_s` seconds (pub/sub, no polling)."""
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(keys.command_channel(command_id))
+        command = await _read_command(redis, command_id)  # after subscribing: no resolution is missed
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while command is not None and command.status == CommandStatus.PENDING:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            message = await pubsub.get_message(timeout=min(remaining, 5.0))
+            if message is not None:
+                command = await _read_command(redis, command_id)
+        return command
+    finally:
+        with contextlib.suppress(RedisError, OSError):
+            await pubsub.aclose()
+
+
+async def get_command(request: Request) -> JSONResponse:
+    command_id = request.path_params["command_id"]
+    wait_s = parse_wait(request.query_params.get("wait"))
+    redis = request.app.state.redis
+    try:
+        if wait_s > 0:
+            command = await await_command(redis, command_id, wait_s)
+        else:
+            command = await _read_command(redis, command_id)
+    except (RedisError, OSError):
+        raise StorageUnavailable("command store unavailable; retry later") from None
+    if command is None:
+        raise NotFound(f"no command {command_id!r}")
+    return JSONResponse(command_json(command))
+
+
+# -- GET /commands ---------------------------------------------------------------------------------
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    device_id: str | None = Field(None, pattern=ID_PATTERN)
+    status: CommandStatus | None = None
+    limit: int = Field(50, ge=1, le=LIST_MAX)
+
+
+async def list_commands(request: Request) -> JSONResponse:
+    params = {k: v for k, v in request.query_params.items() if v != ""}
+    try:
+        query = ListQuery.model_validate(params)
+    except ValidationError as exc:
+        raise ValidationFailed("invalid query", errors=field_errors(exc, "query")) from None
+    found = await in_thread(store(request).list, device_id=query.device_id,
+                            status=query.status.value if query.status else None, limit=query.limit)
+    return JSONResponse({"commands": [command_json(c) for c in found], "count": len(found)})
+
+
+# -- GET /locks/{device_id} ------------------------------------------------------------------------
+
+async def get_lock(request: Request) -> JSONResponse:
+    device_id = request.path_params["device_id"]
+    client = request.app.state.sync_redis
+
+    def read() -> tuple[dict | None, list[dict]]:
+        return lock_state(client, device_id), device_events(client, device_id, limit=20)
+
+    state, events = await in_thread(read)
+    if state is None and not events:
+        raise NotFound(f"no lock state or events for device {device_id!r}")
+    body = state or {"device_id": device_id, "locked": None, "occurred_at": None, "method": None,
+                     "performed_via": None}
+    body["events"] = events
+    return JSONResponse(body)
+
+
+routes = [
+    Route("/commands", protected(create_command), methods=["POST"], name="create_command"),
+    Route("/commands", protected(list_commands), methods=["GET"], name="list_commands"),
+    Route("/commands/{command_id}", protected(get_command), methods=["GET"], name="get_command"),
+    Route("/locks/{device_id}", protected(get_lock), methods=["GET"], name="get_lock"),
+]

@@ -1,0 +1,345 @@
+"""The commands API: auth, validation, idempotent issuing through Seam (fake) and a device cloud, long-poll."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from lockhook import keys
+from lockhook.commands import CommandStore
+from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, signed, wait_for
+from tests.issuers import (  # noqa: F401  (fixtures)
+    DEVICE_CLOUD_API_KEY,
+    SEAM_API_KEY,
+    SEAM_DEVICE,
+    closed_port_url,
+    device_cloud_fixture,
+    fake_seam_fixture,
+)
+from workers.drain import drain
+
+AUTH = {"authorization": f"Bearer {API_TOKEN}"}
+
+
+@pytest.fixture
+def api(make_app, fake_seam, device_cloud):
+    """An app wired to the Seam fake and the local device cloud."""
+    app = make_app(seam_api_key=SEAM_API_KEY, seam_endpoint=fake_seam.url, device_cloud_url=device_cloud.url,
+                   device_cloud_api_key=DEVICE_CLOUD_API_KEY, seam_poll_after_s=300,
+                   notify_allowed_hosts="hooks.example.test,127.0.0.1:9")
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def post(client, body: dict, **headers) -> httpx.Response:
+    return client.post("/commands", json=body, headers={**AUTH, **headers})
+
+
+def external(**extra) -> dict:
+    return {"device_id": "dev_1", "action": "lock", "via": "external", **extra}
+
+
+# -- auth -------------------------------------------------------------------------------------------
+
+ROUTES = [("POST", "/commands"), ("GET", "/commands"), ("GET", "/commands/cmd_x"), ("GET", "/locks/dev_1"),
+          ("GET", "/openapi.json")]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_without_a_configured_token_the_api_is_disabled(make_app, method, path):
+    with TestClient(make_app(lockhook_api_token=None)) as client:
+        resp = client.request(method, path, headers=AUTH, json=external())
+    assert resp.status_code == 503 and resp.json()["error"] == "api_disabled"
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic " + API_TOKEN, "Bearer", API_TOKEN,
+                                    "Bearer " + API_TOKEN + "x", "Bearer t\u00e9st"])
+def test_a_missing_or_wrong_token_is_401(client, method, path, header):
+    headers = {"authorization": header.encode("latin-1")} if header else {}
+    resp = client.request(method, path, headers=headers, json=external())
+    assert resp.status_code == 401 and resp.json()["error"] == "unauthorized"
+    assert API_TOKEN not in resp.text
+
+
+def test_healthz_stays_open(client):
+    assert client.get("/healthz").status_code == 200
+
+
+# -- external commands, idempotency -----------------------------------------------------------------
+
+def test_external_command_is_created_then_returned_again_for_the_same_custom_id(client, r):
+    first = post(client, external(custom_id="req_1", metadata={"booking": 7}, timeout_s=30))
+    assert first.status_code == 201, first.text
+    command = first.json()
+    assert command["status"] == "pending" and command["via"] == "external" and command["custom_id"] == "req_1"
+    assert command["metadata"] == {"booking": 7} and first.headers["location"] == f"/commands/{command['command_id']}"
+    again = post(client, external(custom_id="req_1"))
+    assert again.status_code == 200 and again.json()["command_id"] == command["command_id"]
+    got = client.get(f"/commands/{command['command_id']}", headers=AUTH)
+    assert got.status_code == 200 and got.json() == command
+    assert r.zcard(keys.COMMANDS) == 1
+
+
+def test_idempotency_key_returns_the_existing_command(client):
+    first = post(client, external(), **{"Idempotency-Key": "key-1"})
+    second = post(client, external(action="unlock"), **{"Idempotency-Key": "key-1"})
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert second.json()["command_id"] == first.json()["command_id"]
+    assert post(client, external(), **{"Idempotency-Key": "key-2"}).status_code == 201
+
+
+def test_list_filters_by_device_and_status(client):
+    ids = [post(client, external(device_id=d)).json()["command_id"] for d in ("a", "b", "a")]
+    listed = client.get("/commands?device_id=a&status=pending&limit=10", headers=AUTH).json()
+    assert [c["command_id"] for c in listed["commands"]] == [ids[2], ids[0]] and listed["count"] == 2
+    assert client.get("/commands?status=succeeded", headers=AUTH).json()["commands"] == []
+    assert len(client.get("/commands?limit=1", headers=AUTH).json()["commands"]) == 1
+
+
+def test_unknown_ids_are_404(client):
+    assert client.get("/commands/cmd_nope", headers=AUTH).json()["error"] == "not_found"
+    assert client.get("/commands/cmd_nope?wait=1", headers=AUTH).status_code == 404
+    assert client.get("/locks/nobody", headers=AUTH).status_code == 404
+
+
+def test_lock_state_and_events_after_a_webhook(client, r):
+    body = json.dumps({"event_id": "evt_l1", "event_type": "lock.locked", "device_id": "dev_9", "method": "keycode",
+                       "occurred_at": "2025-01-09T18:54:32.737Z"}).encode()
+    assert client.post("/webhooks/seam", content=body, headers=signed(body, "msg_l1")).status_code == 202
+    drain(r)
+    lock = client.get("/locks/dev_9", headers=AUTH).json()
+    assert lock["locked"] is True and lock["method"] == "keycode" and lock["occurred_at"].startswith("2025-01-09")
+    assert lock["events"][0]["event_type"] == "lock.locked"
+
+
+# -- validation -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"action": "lock", "via": "external"}, "device_id"),
+    (external(action="open"), "action"),
+    (external(via="carrier_pigeon"), "via"),
+    (external(timeout_s=-1), "timeout_s"),
+    (external(timeout_s=10**9), "timeout_s"),
+    (external(device_id=""), "device_id"),
+    (external(device_id="has space"), "device_id"),
+    (external(custom_id=5), "custom_id"),
+    (external(metadata=[1]), "metadata"),
+    (external(metadata={"x": "y" * 9000}), "metadata"),
+    (external(surprise=True), "surprise"),
+])
+def test_bad_bodies_are_422_with_field_errors(client, body, field):
+    resp = post(client, body)
+    assert resp.status_code == 422, resp.text
+    data = resp.json()
+    assert data["error"] == "validation_error"
+    assert any(err["loc"][:2] == ["body", field] for err in data["errors"]), data
+
+
+@pytest.mark.parametrize("raw", [b"", b"not json", b"[1]", b'{"device_id": "d", "action": "lock", "via": "external",'
+                                 b' "timeout_s": NaN}', b"[" * 5000])
+def test_unparseable_bodies_are_422(client, raw):
+    resp = client.post("/commands", content=raw, headers={**AUTH, "content-type": "application/json"})
+    assert resp.status_code == 422 and resp.json()["errors"]
+
+
+@pytest.mark.parametrize("wait", ["nan", "NaN", "inf", "-inf", "-1", "31", "1e9", "abc", "0x10", "1e400"])
+def test_bad_wait_values_are_422(client, wait):
+    command_id = post(client, external()).json()["command_id"]
+    resp = client.get(f"/commands/{command_id}", params={"wait": wait}, headers=AUTH)
+    assert resp.status_code == 422 and resp.json()["errors"][0]["loc"] == ["query", "wait"]
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=501", "limit=x", "status=done"])
+def test_bad_list_queries_are_422(client, query):
+    assert client.get(f"/commands?{query}", headers=AUTH).status_code == 422
+
+
+def test_bad_idempotency_key_is_422(client):
+    assert post(client, external(), **{"Idempotency-Key": "x" * 201}).status_code == 422
+
+
+def test_issuers_without_settings_are_422_on_via(client):
+    for via in ("seam", "device_cloud"):
+        resp = post(client, external(via=via))
+        assert resp.status_code == 422 and resp.json()["errors"][0]["loc"] == ["body", "via"]
+
+
+@pytest.mark.parametrize("url", ["ftp://hooks.example.test/x", "http://127.0.0.1/x", "http://localhost:8080/",
+                                 "http://169.254.169.254/latest/meta-data", "http://[::1]/", "http://10.0.0.5/",
+                                 "http://2130706433/", "javascript:alert(1)", "http://evil.example.test/"])
+def test_refused_callback_urls_are_422(api, url):
+    resp = post(api, external(callback_url=url))
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["errors"][0]["loc"] == ["body", "callback_url"]
+
+
+def test_allowed_callback_hosts_are_accepted(api):
+    for url in ("https://hooks.example.test/cb", "http://127.0.0.1:9/cb"):
+        resp = post(api, external(callback_url=url))
+        assert resp.status_code == 201 and resp.json()["callback_url"] == url
+
+
+# -- Seam -------------------------------------------------------------------------------------------
+
+def test_seam_command_is_issued_once_and_stores_the_action_attempt(api, fake_seam, r):
+    before = fake_seam.next_attempt_number()
+    resp = post(api, {"device_id": SEAM_DEVICE, "action": "unlock", "via": "seam", "custom_id": "seam_req_1"})
+    assert resp.status_code == 201, resp.text
+    command = resp.json()
+    assert command["status"] == "pending" and command["action_attempt_id"] == f"action_attempt{before + 1}"
+    again = post(api, {"device_id": SEAM_DEVICE, "action": "unlock", "via": "seam", "custom_id": "seam_req_1"})
+    assert again.status_code == 200 and again.json()["command_id"] == command["command_id"]
+    assert fake_seam.next_attempt_number() == before + 2  # the repeat reached no device
+    assert CommandStore(r).by_action_attempt_id(command["action_attempt_id"]).command_id == command["command_id"]
+    assert any(b"poll_seam_command" in (r.hget(f"rq:job:{j.decode()}", "description") or b"")
+               for j in r.zrange("rq:scheduled:events", 0, -1))
+
+
+def test_seam_confirms_by_webhook(api, r):
+    command = post(api, {"device_id": SEAM_DEVICE, "action": "lock", "via": "seam"}).json()
+    event = {"event_id": "evt_aa1", "event_type": "action_attempt.lock_door.succeeded", "workspace_id": "ws",
+             "action_attempt_id": command["action_attempt_id"], "action_type": "LOCK_DOOR", "status": "success",
+             "created_at": "2025-05-22T10:45:12Z"}
+    body = json.dumps(event).encode()
+    assert api.post("/webhooks/seam", content=body, headers=signed(body, "msg_aa1")).status_code == 202
+    drain(r)
+    done = api.get(f"/commands/{command['command_id']}", headers=AUTH).json()
+    assert done["status"] == "succeeded" and done["resolved_by"] == "event:evt_aa1"
+
+
+def test_seam_refusal_makes_the_command_rejected(api):
+    resp = post(api, {"device_id": "no_such_device", "action": "lock", "via": "seam"})
+    assert resp.status_code == 201
+    command = resp.json()
+    assert command["status"] == "rejected" and command["error_code"] == "device_not_found"
+    assert command["error_message"] and command["resolved_by"] == "issuer"
+
+
+def test_seam_unreachable_is_502_and_leaves_nothing_pending(make_app, r):
+    app = make_app(seam_api_key=SEAM_API_KEY, seam_endpoint=closed_port_url())
+    with TestClient(app) as client:
+        resp = post(client, {"device_id": SEAM_DEVICE, "action": "lock", "via": "seam", "custom_id": "c502"})
+        assert resp.status_code == 502 and resp.json()["error"] == "upstream_error"
+        assert SEAM_API_KEY not in resp.text
+        assert client.get("/commands", headers=AUTH).json()["commands"] == []
+    assert r.zcard(keys.DEADLINES) == 0 and CommandStore(r).by_custom_id("c502") is None
+
+
+# -- device cloud -----------------------------------------------------------------------------------
+
+def test_device_cloud_command_gets_a_custom_id_and_resolves_from_its_completion(api, device_cloud, r):
+    resp = post(api, {"device_id": "lock_491829", "action": "unlock", "via": "device_cloud"})
+    assert resp.status_code == 201, resp.text
+    command = resp.json()
+    [call] = device_cloud.calls
+    assert call["path"] == "/locks/lock_491829/actions"
+    assert call["body"] == {"action": "unlock", "custom_id": command["custom_id"]}
+    assert call["authorization"] == f"Bearer {DEVICE_CLOUD_API_KEY}"
+    assert command["custom_id"].startswith("lh_") and command["action_id"] == "act_1"
+    event = {"event_type": "lock.action_completed", "device_id": "lock_491829", "action_id": "act_1",
+             "custom_id": command["custom_id"], "action": "unlock", "status": "success",
+             "performed_via": "remote_api", "timestamp": "2025-05-22T10:45:12Z"}
+    body = json.dumps(event).encode()
+    resp = api.post("/webhooks/device-cloud", content=body, headers=signed(body, "dc_1", DEVICE_CLOUD_SECRET))
+    assert resp.status_code == 202
+    drain(r)
+    done = api.get(f"/commands/{command['command_id']}", headers=AUTH).json()
+    assert done["status"] == "succeeded" and done["performed_via"] == "remote_api"
+
+
+def test_device_offline_is_rejected_at_once(api, device_cloud):
+    resp = post(api, {"device_id": "offline-lock", "action": "lock", "via": "device_cloud", "custom_id": "r1"})
+    assert resp.status_code == 201
+    command = resp.json()
+    assert command["status"] == "rejected" and command["error_code"] == "DEVICE_OFFLINE"
+    assert "offline" in command["error_message"]
+    again = post(api, {"device_id": "offline-lock", "action": "lock", "via": "device_cloud", "custom_id": "r1"})
+    assert again.status_code == 200 and len(device_cloud.calls) == 1
+
+
+def test_same_custom_id_twice_calls_the_device_cloud_once(api, device_cloud):
+    body = {"device_id": "lock_1", "action": "lock", "via": "device_cloud", "custom_id": "req_98aa221"}
+    codes = [post(api, body).status_code for _ in range(3)]
+    assert codes == [201, 200, 200] and len(device_cloud.calls) == 1
+
+
+def test_concurrent_duplicates_reach_the_device_once(api, device_cloud):
+    body = {"device_id": "lock_1", "action": "lock", "via": "device_cloud", "custom_id": "race_1"}
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(post(api, body).status_code)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [200] * 7 + [201] and len(device_cloud.calls) == 1
+
+
+def test_device_cloud_5xx_is_retried_with_the_same_custom_id(api, device_cloud):
+    device_cloud.fail_next = 1
+    resp = post(api, {"device_id": "lock_2", "action": "lock", "via": "device_cloud"})
+    assert resp.status_code == 201 and resp.json()["status"] == "pending"
+    assert len(device_cloud.calls) == 2 and device_cloud.calls[0]["body"] == device_cloud.calls[1]["body"]
+
+
+def test_device_cloud_down_is_502_and_leaves_nothing(make_app, r, device_cloud):
+    device_cloud.fail_next = 10
+    with TestClient(make_app(device_cloud_url=device_cloud.url)) as client:
+        resp = post(client, {"device_id": "lock_3", "action": "lock", "via": "device_cloud", "custom_id": "gone"})
+        assert resp.status_code == 502
+        assert len(device_cloud.calls) == 2  # DEVICE_CLOUD_ATTEMPTS (default 2), then give up
+        # nothing was kept, so the same custom_id can be tried again once the cloud is back
+        device_cloud.fail_next = 0
+        retry = post(client, {"device_id": "lock_3", "action": "lock", "via": "device_cloud", "custom_id": "gone"})
+        assert retry.status_code == 201
+    assert r.zcard(keys.COMMANDS) == 1
+
+
+def test_device_cloud_closed_port_is_502(make_app, r):
+    with TestClient(make_app(device_cloud_url=closed_port_url())) as client:
+        resp = post(client, {"device_id": "lock_3", "action": "lock", "via": "device_cloud"})
+        assert resp.status_code == 502
+    assert r.zcard(keys.COMMANDS) == 0
+
+
+# -- long-poll --------------------------------------------------------------------------------------
+
+def test_wait_returns_as_soon_as_the_command_resolves(client, r):
+    command_id = post(client, external(action_attempt_id="aa_wait")).json()["command_id"]
+    answer: dict = {}
+
+    def waiter():
+        resp = client.get(f"/commands/{command_id}?wait=10", headers=AUTH)
+        answer.update(resp.json(), returned=time.time())
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    wait_for(lambda: r.pubsub_numsub(keys.command_channel(command_id))[0][1] == 1)
+    time.sleep(0.2)  # the waiter is parked on its subscription
+    CommandStore(r).record_result(command_id, True, resolved_by="test")
+    thread.join(5)
+    resolved = datetime.fromisoformat(answer["resolved_at"]).timestamp()
+    assert answer["status"] == "succeeded"
+    assert answer["returned"] - resolved < 0.1, answer["returned"] - resolved
+
+
+def test_wait_gives_up_after_n_seconds_with_the_pending_command(client):
+    command_id = post(client, external()).json()["command_id"]
+    started = time.monotonic()
+    resp = client.get(f"/commands/{command_id}?wait=0.5", headers=AUTH)
+    assert resp.status_code == 200 and resp.json()["status"] == "pending"
+    assert 0.45 <= time.monotonic() - started < 2
+
+
+def test_wait_on_an_already_resolved_command_answers_at_once(client, r):
+    command_id = post(client, external()).json()["command_id"]
+    CommandStore(r).reject(command_id, "NOPE", "no")
+    started = time.monotonic()
+    assert client.get(f"/commands/{command_id}?wait=30", headers=AUTH).json()["status"] == "rejected"
+    assert time.monotonic() - started < 1

@@ -1,0 +1,57 @@
+"""Polling Seam for commands whose webhook is late or lost (`action_attempts.get`).
+
+Resolves through CommandStore.record_result, one Lua step that loses cleanly to a webhook that got
+there first: the command resolves once whichever source wins. While the attempt is still pending the
+job schedules itself again, until the command's deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from rq import get_current_job
+
+from lockhook import jobs
+from lockhook.commands import CommandStatus, CommandStore, Via, now_ms
+from lockhook.issuing import Refused, poll_seam
+from lockhook.settings import get_settings
+
+log = logging.getLogger("lockhook.issuing")
+
+
+def poll_seam_command(command_id: str, connection=None) -> str:
+    """RQ job (jobs.POLL_SEAM): resolve a still-pending Seam command from its action attempt."""
+    client = connection if connection is not None else get_current_job().connection
+    store = CommandStore(client)
+    command = store.get(command_id)
+    if command is None or command.status != CommandStatus.PENDING or command.via != Via.SEAM:
+        return "noop"
+    if not command.action_attempt_id:
+        return "noop"
+    settings = get_settings()
+    try:
+        attempt = poll_seam(settings, command.action_attempt_id)
+    except Refused as exc:  # Seam no longer knows the attempt: leave it to the deadline
+        log.warning("seam poll refused", extra={"command_id": command_id, "error_code": exc.error_code})
+        return "refused"
+    if attempt.status == "pending":
+        remaining_s = (_deadline_ms(store, command_id) - now_ms()) / 1000
+        if remaining_s > 0:
+            jobs.schedule_seam_poll(client, command_id, min(max(settings.seam_poll_after_s, 1.0), remaining_s))
+        return "pending"
+    outcome = store.record_result(command_id, attempt.status == "succeeded", attempt.error_code,
+                                  attempt.error_message, resolved_by="poll")
+    if outcome:
+        log.info("command resolved by polling Seam", extra={"command_id": command_id, "outcome": outcome})
+        from workers.drain import consumer_name
+        from workers.outbox import dispatch_outbox
+
+        dispatch_outbox(client, consumer_name())
+    return outcome or "noop"
+
+
+def _deadline_ms(store: CommandStore, command_id: str) -> int:
+    from lockhook import keys
+
+    raw = store.redis.hget(keys.command(command_id), "deadline_at")
+    return int(raw) if raw else 0
