@@ -68,3 +68,9 @@ NOTIFY_RETRY_AFTER_MAX_S = 86400
 
 NOTIFY_GUARD_TTL_S = 7 * 24 * 3600
 """How long an outcome's 'notifications enqueued' guard (and each notification record) is kept."""
+
+DASHBOARD_POLL_S = 0.5
+"""The dashboard's live stream checks Redis for changes this often (one small pipeline per open page)."""
+
+DASHBOARD_STREAM_MAX_S = 300
+"""A live stream ends after this; the browser reconnects at once (bounds a forgotten tab's cost)."""

@@ -1,0 +1,209 @@
+"""GET /dashboard: the operations dashboard (login cookie or bearer token), its live stream and re-send action."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+from functools import cache
+from importlib.resources import files
+from urllib.parse import parse_qs
+
+import anyio
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from lockhook import defaults
+from lockhook.errors import ApiDisabled, NotFound, Unauthorized, ValidationFailed
+from receiver import dashboard_data as data
+from receiver import dashboard_html as html
+from receiver.auth import is_authorized
+
+log = logging.getLogger("lockhook.dashboard")
+
+COOKIE = "lockhook_session"
+COOKIE_MAX_AGE_S = 7 * 24 * 3600
+LOGIN_BODY_MAX = 4096
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; script-src 'self'; "
+                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+def session_value(token: str) -> str:
+    """The cookie holds a value derived from the token, not the token: a leaked cookie is not an API key."""
+    return hmac.new(token.encode(), b"lockhook dashboard session v1", hashlib.sha256).hexdigest()
+
+
+def _signed_in(request: Request) -> bool:
+    token = request.app.state.settings.api_token
+    if not token:
+        return False
+    cookie = request.cookies.get(COOKIE)
+    if cookie and hmac.compare_digest(cookie.encode("utf-8", "surrogateescape"), session_value(token).encode()):
+        return True
+    return is_authorized(request)
+
+
+def require_session(request: Request) -> None:
+    """503 api_disabled without a configured token, 401 unauthorized without the cookie or bearer token."""
+    if not request.app.state.settings.api_token:
+        raise ApiDisabled("LOCKHOOK_API_TOKEN is not set: the dashboard is disabled")
+    if not _signed_in(request):
+        raise Unauthorized("sign in at /dashboard or send Authorization: Bearer <LOCKHOOK_API_TOKEN>")
+
+
+def _same_origin(request: Request) -> None:
+    """State-changing posts must come from this site (the cookie is SameSite=Strict too)."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and origin.split("://", 1)[-1] != request.headers.get("host", ""):
+        raise Unauthorized("cross-site request refused")
+
+
+def _html(body: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+async def _read(fn, *args):
+    return await anyio.to_thread.run_sync(fn, *args)
+
+
+async def dashboard(request: Request) -> Response:
+    settings = request.app.state.settings
+    if not settings.api_token:
+        return _html(html.login_page(disabled=True), 503)
+    if not _signed_in(request):
+        return _html(html.login_page())
+    filters = data.Filters.from_query(request.query_params)
+    overview = await _read(data.overview, request.app.state.sync_redis, filters)
+    return _html(html.overview_page(overview, filters))
+
+
+async def login(request: Request) -> Response:
+    settings = request.app.state.settings
+    if not settings.api_token:
+        return _html(html.login_page(disabled=True), 503)
+    _same_origin(request)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > LOGIN_BODY_MAX:
+            raise ValidationFailed("login form too large")
+    try:
+        token = parse_qs(body.decode("utf-8"), max_num_fields=5).get("token", [""])[0].strip()
+    except (UnicodeDecodeError, ValueError):
+        token = ""
+    if not token or not hmac.compare_digest(token.encode(), settings.api_token.encode()):
+        log.info("dashboard sign-in refused")
+        return _html(html.login_page("That is not the API token."), 401)
+    response = RedirectResponse("/dashboard", status_code=303, headers=SECURITY_HEADERS)
+    response.set_cookie(COOKIE, session_value(settings.api_token), max_age=COOKIE_MAX_AGE_S, path="/dashboard",
+                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
+async def logout(request: Request) -> Response:
+    response = RedirectResponse("/dashboard", status_code=303, headers=SECURITY_HEADERS)
+    response.delete_cookie(COOKIE, path="/dashboard", httponly=True, samesite="strict")
+    return response
+
+
+async def command(request: Request) -> Response:
+    require_session(request)
+    command_id = request.path_params["command_id"]
+    found, timeline = await _read(data.command_detail, request.app.state.sync_redis, command_id)
+    if found is None:
+        raise NotFound("no such command")
+    return _html(html.command_page(found, timeline))
+
+
+async def resend(request: Request) -> Response:
+    """Re-send a failed notification (same id and body, a new round of attempts) via the notifications store."""
+    require_session(request)
+    _same_origin(request)
+    from lockhook.notification_store import NotificationStore
+
+    nid = request.path_params["notification_id"]
+    store = NotificationStore(request.app.state.sync_redis)
+    record = await _read(store.get, nid)
+    if record is None:
+        raise NotFound("no such notification")
+    resent = await _read(lambda: store.retry(nid, timeout_s=request.app.state.settings.notify_timeout_s))
+    current = await _read(store.get, nid)
+    status = current.status if current else record.status
+    log.info("notification re-sent from the dashboard" if resent else "notification not re-sent: not failed",
+             extra={"command_id": record.command_id, "device_id": record.device_id, "target": record.label,
+                    "status": status})
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"id": nid, "resent": resent, "status": status}, status_code=202 if resent else 200)
+    return RedirectResponse("/dashboard#failed-notifications", status_code=303)
+
+
+async def _sections(client, view: str, filters: data.Filters, command_id: str | None) -> dict[str, str] | None:
+    if view == "command" and command_id:
+        found, timeline = await _read(data.command_detail, client, command_id)
+        return {"command": html.command_section(found, timeline)} if found else None
+    overview = await _read(data.overview, client, filters)
+    return html.overview_sections(overview, filters)
+
+
+async def events(request: Request) -> Response:
+    """Server-sent events: the page's sections, re-rendered whenever what they show has changed."""
+    require_session(request)
+    state = request.app.state
+    view = "command" if request.query_params.get("view") == "command" else "overview"
+    command_id = request.query_params.get("id")
+    filters = data.Filters.from_query(request.query_params)
+
+    async def stream():
+        yield f"retry: {int(defaults.DASHBOARD_POLL_S * 2000)}\n\n"
+        last, quiet_since = None, time.monotonic()
+        stop_at = time.monotonic() + defaults.DASHBOARD_STREAM_MAX_S
+        while time.monotonic() < stop_at:
+            try:
+                current = await data.fingerprint(state.redis, view, command_id)
+                if current != last:
+                    sections = await _sections(state.sync_redis, view, filters, command_id)
+                    if sections is not None:
+                        yield "event: update\ndata: " + json.dumps({"sections": sections}) + "\n\n"
+                    last, quiet_since = current, time.monotonic()
+            except (RedisError, OSError) as exc:
+                yield "event: unavailable\ndata: " + json.dumps({"error": type(exc).__name__}) + "\n\n"
+            if time.monotonic() - quiet_since > 15:
+                yield ": keep-alive\n\n"
+                quiet_since = time.monotonic()
+            await asyncio.sleep(defaults.DASHBOARD_POLL_S)
+
+    headers = {**SECURITY_HEADERS, "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+@cache
+def _asset(name: str) -> bytes:
+    return (files("receiver") / "static" / name).read_bytes()
+
+
+async def script(request: Request) -> Response:
+    require_session(request)
+    return Response(_asset("dashboard.js"), media_type="text/javascript",
+                    headers={**SECURITY_HEADERS, "Cache-Control": "private, max-age=300"})
+
+
+routes = [
+    Route("/dashboard", dashboard, methods=["GET"]),
+    Route("/dashboard/login", login, methods=["POST"]),
+    Route("/dashboard/logout", logout, methods=["POST"]),
+    Route("/dashboard/events", events, methods=["GET"]),
+    Route("/dashboard/commands/{command_id}", command, methods=["GET"]),
+    Route("/dashboard/notifications/{notification_id}/retry", resend, methods=["POST"]),
+    Route("/dashboard/static/dashboard.js", script, methods=["GET"]),
+]

@@ -1,0 +1,164 @@
+"""What the dashboard shows, read from Redis with the sync client (called in a worker thread)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from lockhook import keys
+from lockhook.commands import Command, CommandStatus, CommandStore, _iso
+from lockhook.locks import known_devices, lock_state, recent_events
+
+STATUSES = tuple(s.value for s in CommandStatus)
+DEVICE_LIMIT = 100
+RECENT_LIMIT = 50
+BODY_PREVIEW = 16_384
+
+
+@dataclass
+class Filters:
+    """Command filters from the query string (validated: unknown statuses are ignored)."""
+
+    device: str | None = None
+    status: str | None = None
+
+    @classmethod
+    def from_query(cls, query) -> Filters:
+        device = (query.get("device") or "").strip()[:200] or None
+        status = query.get("status") or None
+        return cls(device=device, status=status if status in STATUSES else None)
+
+
+@dataclass
+class Overview:
+    pending: list[Command]
+    recent: list[Command]
+    locks: list[dict]
+    events: list[dict]
+    duplicates: list[dict]
+    quarantined: list[dict]
+    failed_notifications: list[dict]
+    anomalies: list[dict]
+    stats: dict[str, dict[str, int]]
+    devices: list[str] = field(default_factory=list)
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _counts(raw: dict) -> dict[str, int]:
+    out = {}
+    for k, v in raw.items():
+        try:
+            out[_text(k)] = int(v)
+        except ValueError:
+            continue
+    return out
+
+
+def _json_lines(raw: list) -> list[dict]:
+    out = []
+    for line in raw:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            if entry.get("at"):
+                entry["at"] = _iso(entry["at"])
+            out.append(entry)
+    return out
+
+
+def commands(client, filters: Filters) -> tuple[list[Command], list[Command]]:
+    """(pending, recent): every pending command matching the filters, then the newest resolved ones."""
+    store = CommandStore(client)
+    pending: list[Command] = []
+    if filters.status in (None, CommandStatus.PENDING):
+        pending = store.list(device_id=filters.device, status=CommandStatus.PENDING, limit=RECENT_LIMIT * 2)
+    recent: list[Command] = []
+    if filters.status != CommandStatus.PENDING:
+        recent = [c for c in store.list(device_id=filters.device, status=filters.status, limit=RECENT_LIMIT)
+                  if c.status != CommandStatus.PENDING]
+    return pending, recent
+
+
+def quarantined(client, limit: int = 20) -> list[dict]:
+    """Newest quarantined deliveries with their raw body (decoded for display only)."""
+    out = []
+    for stream_id, fields in client.xrevrange(keys.QUARANTINE, count=limit):
+        f = {_text(k): v for k, v in fields.items()}
+        body = f.get("body", b"")
+        raw = body if isinstance(body, bytes) else str(body).encode()
+        out.append({
+            "stream_id": _text(stream_id), "endpoint": _text(f.get("endpoint", "")),
+            "delivery_id": _text(f.get("delivery_id", "")),
+            "received_at": _iso(_text(f.get("received_at", "")) or None),
+            "size": len(raw), "body": raw[:BODY_PREVIEW].decode("utf-8", "replace"),
+        })
+    return out
+
+
+def failed_notifications(client, limit: int = 50) -> list[dict]:
+    """Notifications kept as failed (the notifications store's public view: never URL or body)."""
+    try:
+        from lockhook.notification_store import NotificationStore
+    except ImportError:  # the notifications feature is not installed
+        return []
+    return [n.public() for n in NotificationStore(client).failed(limit)]
+
+
+def stats(client) -> dict[str, dict[str, int]]:
+    pipe = client.pipeline(transaction=False)
+    for key in (keys.DELIVERY_STATS, keys.COMMAND_STATS, keys.EVENT_STATS, keys.NOTIFY_STATS):
+        pipe.hgetall(key)
+    pipe.zcard(keys.DEADLINES)
+    deliveries, commands_, events, notifications, pending = pipe.execute()
+    return {"deliveries": _counts(deliveries), "commands": _counts(commands_), "events": _counts(events),
+            "notifications": _counts(notifications), "pending": {"pending": int(pending)}}
+
+
+def overview(client, filters: Filters) -> Overview:
+    pending, recent = commands(client, filters)
+    devices = known_devices(client, DEVICE_LIMIT)
+    locks = [s for s in (lock_state(client, d) for d in devices) if s]
+    return Overview(
+        pending=pending, recent=recent, locks=locks, events=recent_events(client, 30),
+        duplicates=_json_lines(client.lrange(keys.DUPLICATES, 0, 19)), quarantined=quarantined(client),
+        failed_notifications=failed_notifications(client),
+        anomalies=_json_lines(client.lrange(keys.ANOMALIES, 0, 9)), stats=stats(client), devices=devices,
+    )
+
+
+def command_detail(client, command_id: str) -> tuple[Command | None, list[dict]]:
+    store = CommandStore(client)
+    command = store.get(command_id)
+    if command is None:
+        return None, []
+    timeline = store.timeline(command_id)
+    for entry in timeline:
+        if entry.get("at"):
+            entry["at"] = _iso(entry["at"])
+    return command, timeline
+
+
+async def fingerprint(client, view: str, command_id: str | None = None) -> str:
+    """A digest of what the view shows; the live stream re-renders only when it changes (async client)."""
+    pipe = client.pipeline(transaction=False)
+    if view == "command" and command_id:
+        pipe.hgetall(keys.command(command_id))
+        pipe.llen(keys.command_timeline(command_id))
+    else:
+        pipe.lindex(keys.RECENT_EVENTS, 0)
+        pipe.zrevrange(keys.COMMANDS, 0, 0)
+        for key in (keys.COMMAND_STATS, keys.DELIVERY_STATS, keys.NOTIFY_STATS):
+            pipe.hgetall(key)
+        pipe.zcard(keys.NOTIFY_FAILED)
+        pipe.zcard(keys.DEADLINES)
+        pipe.lindex(keys.DUPLICATES, 0)
+        pipe.xrevrange(keys.QUARANTINE, count=1)
+        pipe.lindex(keys.ANOMALIES, 0)
+    replies = await pipe.execute()
+    return hashlib.sha256(repr(replies).encode()).hexdigest()
