@@ -65,6 +65,10 @@ class Issued:
     error_message: str | None = None
 
 
+def _secret(value) -> str:
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+
+
 def new_custom_id() -> str:
     """A custom_id for device-cloud commands that had none, so the completion event always matches."""
     return "lh_" + uuid.uuid4().hex
@@ -78,7 +82,7 @@ def seam_client(settings: Settings):
         raise IssuerNotConfigured("seam", "SEAM_API_KEY")
     from seam import Seam
 
-    options: dict[str, Any] = {"api_key": settings.seam_api_key.get_secret_value(), "timeout": SEAM_TIMEOUT_S,
+    options: dict[str, Any] = {"api_key": _secret(settings.seam_api_key), "timeout": SEAM_TIMEOUT_S,
                                "wait_for_action_attempt": False}
     if settings.seam_endpoint:
         options["endpoint"] = settings.seam_endpoint
@@ -151,7 +155,7 @@ def issue_device_cloud(settings: Settings, device_id: str, action: str, custom_i
     url = f"{settings.device_cloud_url.rstrip('/')}/locks/{quote(device_id, safe='')}/actions"
     headers = {"content-type": "application/json", "user-agent": "lockhook"}
     if settings.device_cloud_api_key is not None:
-        headers["authorization"] = "Bearer " + settings.device_cloud_api_key.get_secret_value()
+        headers["authorization"] = "Bearer " + _secret(settings.device_cloud_api_key)
     attempts = settings.device_cloud_attempts
     backoff = DEVICE_CLOUD_RETRY_BACKOFF_S
     last = "no attempt"

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lockhook.settings import Settings
 from tests.conftest import ROOT, free_port
 
 SEAM_API_KEY = "seam_apikey1_token"
@@ -151,6 +152,11 @@ def device_cloud_fixture():
     cloud = DeviceCloud()
     yield cloud
     cloud.stop()
+
+
+def configured(settings: Settings, **overrides) -> Settings:
+    """Settings with overrides, validated as the environment would be (secrets become SecretStr)."""
+    return Settings.model_validate({**dict(settings), **overrides})
 
 
 def closed_port_url() -> str:

@@ -14,13 +14,16 @@ from rq import get_current_job
 from lockhook import jobs
 from lockhook.commands import CommandStatus, CommandStore, Via, now_ms
 from lockhook.issuing import Refused, poll_seam
-from lockhook.settings import get_settings
+from lockhook.settings import Settings, get_settings
 
 log = logging.getLogger("lockhook.issuing")
 
 
-def poll_seam_command(command_id: str, connection=None) -> str:
-    """RQ job (jobs.POLL_SEAM): resolve a still-pending Seam command from its action attempt."""
+def poll_seam_command(command_id: str, connection=None, settings: Settings | None = None) -> str:
+    """RQ job (jobs.POLL_SEAM): resolve a still-pending Seam command from its action attempt.
+
+    Returns the outcome written, or "pending" (polled again later), "refused" or "noop".
+    """
     client = connection if connection is not None else get_current_job().connection
     store = CommandStore(client)
     command = store.get(command_id)
@@ -28,7 +31,7 @@ def poll_seam_command(command_id: str, connection=None) -> str:
         return "noop"
     if not command.action_attempt_id:
         return "noop"
-    settings = get_settings()
+    settings = settings or get_settings()
     try:
         attempt = poll_seam(settings, command.action_attempt_id)
     except Refused as exc:  # Seam no longer knows the attempt: leave it to the deadline
