@@ -9,9 +9,10 @@ Each send is an RQ job on queue `notifications` whose id is derived from (notifi
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime
 
 from redis.exceptions import WatchError
 from rq import Queue, Retry
@@ -43,7 +44,9 @@ def enqueue_send(client, nid: str, round_: int, attempt: int, delay_s: float = 0
     options = dict(job_id=job_id(nid, round_, attempt), result_ttl=0, failure_ttl=7 * 24 * 3600,
                    job_timeout=int(timeout_s) + 60, retry=Retry(max=2, interval=[5, 30]), pipeline=pipeline)
     if delay_s > 0:
-        queue(client).enqueue_in(timedelta(seconds=delay_s), SEND_JOB, nid, round_, attempt, **options)
+        # RQ's scheduler keeps whole seconds (rounded down): round up so a Retry-After is never undercut
+        at = datetime.fromtimestamp(math.ceil(time.time() + delay_s), tz=UTC)
+        queue(client).enqueue_at(at, SEND_JOB, nid, round_, attempt, **options)
     else:
         queue(client).enqueue(SEND_JOB, nid, round_, attempt, **options)
 
