@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 import time
 import uuid
 from collections import Counter
@@ -163,7 +164,7 @@ def run_replay(paths: list[str], url: str, secrets: dict[str, str], rate: float 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)
     items = load(paths)
     if not items:
         console.print("no deliveries found in " + " ".join(paths))
