@@ -101,7 +101,8 @@ def reprocess(since: str = typer.Option(..., help="15m, 2h, 1d ago; or ISO 8601 
     """Re-apply stored deliveries past the event dedupe (after a bug fix); resolved commands stay resolved."""
     from lockhook.errors import ConfigError
     from lockhook.redis_client import sync_client
-    from lockhook.reprocess import parse_since, reprocess as run_reprocess
+    from lockhook.reprocess import parse_since
+    from lockhook.reprocess import reprocess as run_reprocess
 
     try:
         since_ms = parse_since(since)
@@ -116,7 +117,7 @@ def reprocess(since: str = typer.Option(..., help="15m, 2h, 1d ago; or ISO 8601 
 @app.command()
 def simulate(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8090),
              receiver_url: str = typer.Option("http://127.0.0.1:8000", help="where to post the webhooks"),
-             secret: str = typer.Option(None, help="signs device-cloud webhooks (default: DEVICE_CLOUD_WEBHOOK_SECRET)"),
+             secret: str = typer.Option(None, help="signs device-cloud webhooks (default: its env secret)"),
              seam_secret: str = typer.Option(None, help="signs Seam webhooks (default: SEAM_WEBHOOK_SECRET)"),
              delay: float = typer.Option(0.5, min=0, help="seconds before the completion webhook"),
              delay_max: float = typer.Option(None, min=0, help="random delay up to this (default: --delay)"),

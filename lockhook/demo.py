@@ -29,7 +29,7 @@ class Child:
     def __init__(self, name: str, command: str, env: dict[str, str], log_dir: Path, cwd: Path):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        self.log = open(self.log_path, "w")
+        self.log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(["bash", "-c", "exec " + command], env=env, cwd=cwd, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 

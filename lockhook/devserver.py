@@ -94,7 +94,7 @@ class EmbeddedRedis:
                 return self
             time.sleep(0.05)
         self.stop()
-        raise ConfigError("redis-server did not answer within %.0f s" % REDIS_START_TIMEOUT_S)
+        raise ConfigError(f"redis-server did not answer within {REDIS_START_TIMEOUT_S:.0f} s")
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:

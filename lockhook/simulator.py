@@ -177,7 +177,8 @@ async def _complete_seam_attempt(state: SimState, attempt: dict) -> None:
                                                  "message": FAILURE_MESSAGES.get(state.config.failure_code,
                                                                                  "The action failed.")})
     common = {"workspace_id": "ws_simulator", "device_id": attempt["device_id"], "created_at": now, "occurred_at": now}
-    event = {"event_id": str(uuid.uuid4()), "event_type": f"action_attempt.{verb}.{'succeeded' if succeeded else 'failed'}",
+    outcome = "succeeded" if succeeded else "failed"
+    event = {"event_id": str(uuid.uuid4()), "event_type": f"action_attempt.{verb}.{outcome}",
              "action_attempt_id": attempt["action_attempt_id"], "action_type": attempt["action_type"],
              "status": attempt["status"], **common}
     attempt["webhook_status"] = await deliver(state, "seam", event)
