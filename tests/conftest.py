@@ -100,7 +100,7 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError("condition not met within %.1f s" % timeout)
+    raise AssertionError(f"condition not met within {timeout:.1f} s")
 
 
 def process_env(settings: Settings, **extra) -> dict[str, str]:
@@ -125,7 +125,7 @@ class Live:
     def __init__(self, name: str, env: dict[str, str], log_path: Path):
         self.name = name
         self.log_path = log_path
-        self.log = open(log_path, "w")
+        self.log = open(log_path, "w")  # noqa: SIM115 (held open for the process lifetime)
         self.proc = subprocess.Popen(["bash", "-c", "exec " + procfile_command(name)], env=env, cwd=ROOT,
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import threading
 import time
 
 from redis.exceptions import RedisError
@@ -22,6 +23,10 @@ from workers import notifications  # noqa: F401  (registers the outcome subscrib
 from workers.outbox import ensure_group
 
 log = logging.getLogger("lockhook.worker")
+
+RQ_MAINTENANCE_S = 15
+"""RQ retries its scheduler lock only at this interval (default 10 min): a lock left by a worker that died
+with Redis down expires after ~61 s, and scheduled jobs (retries, deadlines) wait until it is retaken."""
 
 
 class LockhookWorker(SimpleWorker):
@@ -40,6 +45,10 @@ def prepare(client) -> None:
 def serve(settings: Settings, queue_names: list[str], with_scheduler: bool, burst: bool = False) -> None:
     """Run an RQ worker, restarting it (with backoff) after Redis errors until asked to stop."""
     configure_logging(settings)
+    if with_scheduler and not burst:  # recovery (reclaim, stranded drains, deadlines) must not wait on RQ
+        from workers.maintenance import run_in_thread
+
+        run_in_thread(settings, threading.Event())
     backoff = 0.5
     while True:
         client = sync_client(settings)
@@ -47,15 +56,21 @@ def serve(settings: Settings, queue_names: list[str], with_scheduler: bool, burs
         try:
             prepare(client)
             queues = [Queue(name, connection=client) for name in queue_names]
-            worker = LockhookWorker(queues, connection=client, worker_ttl=60, job_monitoring_interval=5)
+            worker = LockhookWorker(queues, connection=client, worker_ttl=60, job_monitoring_interval=5,
+                                    maintenance_interval=RQ_MAINTENANCE_S)
             worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING",
                         max_idle_time=None)
         except (RedisError, OSError) as exc:
             log.warning("redis unavailable (%s); retrying in %.1f s", type(exc).__name__, backoff)
-        if burst or (worker is not None and worker._stop_requested):
+        if burst or (worker is not None and _asked_to_stop(worker)):
             return
         time.sleep(backoff)
         backoff = min(backoff * 2, 10.0)
+
+
+def _asked_to_stop(worker: LockhookWorker) -> bool:
+    """RQ records the time of a SIGTERM/SIGINT; a worker that returned without one hit an error."""
+    return worker._stop_requested or getattr(worker, "_shutdown_requested_date", None) is not None
 
 
 def run(settings: Settings, queues: list[str] | None = None, burst: bool = False) -> None:

@@ -65,7 +65,8 @@ def test_malformed_signatures_are_invalid_not_errors(signature):
         verify([VECTOR_SECRET], vector_headers(**{"svix-signature": signature}), VECTOR_BODY, now=VECTOR_TS)
 
 
-@pytest.mark.parametrize("timestamp", ["abc", "1614265330.5", "-1", "1e9", "１６１４２６５３３０", "99999999999999999999"])
+@pytest.mark.parametrize("timestamp",
+                         ["abc", "1614265330.5", "-1", "1e9", "１６１４２６５３３０", "99999999999999999999"])
 def test_malformed_timestamps_are_invalid(timestamp):
     with pytest.raises(InvalidSignature):
         verify([VECTOR_SECRET], vector_headers(**{"svix-timestamp": timestamp}), VECTOR_BODY, now=VECTOR_TS)
