@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
 from lockhook import defaults
 from lockhook.errors import StorageUnavailable
 from lockhook.scripts import Scripts
@@ -67,7 +65,7 @@ class Inbox:
                          json.dumps(d.headers, separators=(",", ":")), d.body]
             try:
                 result = await self._scripts.ingest(args=Scripts.args(now_ms, *argv))
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # Redis down, timeout, anything: nothing is acknowledged, the sender retries
                 log.warning("inbox write failed: %s", type(exc).__name__)
                 for _, future in batch:
                     if not future.done():
