@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import typer
@@ -17,7 +18,24 @@ def _store():
     return NotificationStore(sync_client(get_settings()))
 
 
+def _redis_errors(fn):
+    """An unreachable Redis is one line on stderr and exit code 3, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from redis.exceptions import RedisError
+
+        try:
+            return fn(*args, **kwargs)
+        except RedisError as exc:
+            typer.echo(f"lockhook: redis unavailable ({type(exc).__name__})", err=True)
+            raise typer.Exit(3) from None
+
+    return wrapper
+
+
 @notifications_app.command("failed")
+@_redis_errors
 def failed(limit: int = typer.Option(100, min=1, help="show at most this many, newest first"),
            as_json: bool = typer.Option(False, "--json", help="one JSON object per line")) -> None:
     """List notifications that failed after their last attempt, with the last error."""
@@ -36,6 +54,7 @@ def failed(limit: int = typer.Option(100, min=1, help="show at most this many, n
 
 
 @notifications_app.command("retry")
+@_redis_errors
 def retry(notification_id: str = typer.Argument(None, metavar="ID", help="a notification id from `failed`"),
           all_: bool = typer.Option(False, "--all", help="re-send every failed notification")) -> None:
     """Queue failed notifications again: same id and body, a fresh round of attempts (a worker sends them)."""
