@@ -1,0 +1,99 @@
+"""`lockhook dev`: embedded Redis when none answers, generated dev secret, web + worker, clean Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+
+import httpx
+import pytest
+
+from lockhook.devserver import choose_redis, dev_credentials, load_dev_env, redis_answers
+from lockhook.settings import Settings
+from lockhook.signatures import signature_headers
+from tests.conftest import SECRET, free_port, process_env, wait_for
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_dev_runs_everything_and_stops_on_ctrl_c(settings, tmp_path):
+    redis_port, web_port = free_port(), free_port()
+    env = {k: v for k, v in process_env(settings).items()
+           if k not in ("REDIS_URL", "SEAM_WEBHOOK_SECRET", "DEVICE_CLOUD_WEBHOOK_SECRET", "LOCKHOOK_API_TOKEN")}
+    env.update(LOCKHOOK_DEV_REDIS_PORT=str(redis_port), PORT=str(web_port))
+    log_path = tmp_path / "dev.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(["lockhook", "dev"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{web_port}"
+    try:
+        def healthy():
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                return httpx.get(base + "/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, timeout=40, interval=0.1)
+        output = log_path.read_text()
+        assert f"{base}/webhooks/seam" in output and f"{base}/webhooks/device-cloud" in output
+        assert f"redis://127.0.0.1:{redis_port}/0 (embedded" in output
+        assert "lockhook replay tests/fixtures/deliveries" in output
+        secret = load_dev_env(tmp_path / ".lockhook" / "dev.env")["SEAM_WEBHOOK_SECRET"]
+        assert re.fullmatch(r"whsec_[A-Za-z0-9+/]+=*", secret) and secret in output
+        assert (tmp_path / ".lockhook" / "redis" / "redis.log").exists()
+
+        body = json.dumps({"event_id": "ev_dev", "event_type": "lock.locked", "device_id": "dev_lock"}).encode()
+        answer = httpx.post(base + "/webhooks/seam", content=body,
+                            headers=signature_headers(secret, "msg_dev_1", body) | {"content-type": "application/json"})
+        assert answer.status_code == 202, answer.text
+        import redis as redis_lib
+
+        embedded = redis_lib.Redis(port=redis_port)
+        wait_for(lambda: embedded.hget("lh:lock:dev_lock", "locked") == b"1", timeout=20)  # the worker ran it
+        embedded.close()
+        assert list((tmp_path / ".lockhook" / "redis").glob("appendonly*")), "AOF data kept locally"
+        pids = [int(p) for p in re.findall(r"(?:web|worker) started \(pid=(\d+)\)", log_path.read_text())]
+        assert len(pids) == 2
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code in (0, 130), log_path.read_text()
+    assert not redis_answers("127.0.0.1", redis_port)
+    wait_for(lambda: all(_gone(pid) for pid in pids), timeout=5)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(base + "/healthz", timeout=1)
+    assert "redis stopped" in log_path.read_text()
+
+
+def test_redis_choice(redis_proc, tmp_path):
+    explicit = Settings(redis_url="redis://127.0.0.1:1/3")
+    assert choose_redis(explicit, tmp_path) == ("redis://127.0.0.1:1/3", None)
+    existing = Settings(lockhook_dev_redis_port=redis_proc.port)
+    assert choose_redis(existing, tmp_path) == (f"redis://127.0.0.1:{redis_proc.port}/0", None)
+    port = free_port()
+    url, embedded = choose_redis(Settings(lockhook_dev_redis_port=port), tmp_path)
+    assert url == f"redis://127.0.0.1:{port}/0" and embedded is not None and embedded.proc is None
+
+
+def test_dev_credentials_are_generated_once_and_never_override_settings(tmp_path):
+    env, generated = dev_credentials(Settings(), tmp_path)
+    assert set(generated) == {"SEAM_WEBHOOK_SECRET", "DEVICE_CLOUD_WEBHOOK_SECRET", "LOCKHOOK_API_TOKEN"}
+    assert env["SEAM_WEBHOOK_SECRET"] == env["DEVICE_CLOUD_WEBHOOK_SECRET"]
+    assert oct((tmp_path / "dev.env").stat().st_mode & 0o777) == "0o600"
+    again, _ = dev_credentials(Settings(), tmp_path)
+    assert again == env, "kept across runs"
+    configured, names = dev_credentials(Settings(seam_webhook_secret=SECRET, lockhook_api_token="t"), tmp_path)
+    assert names == ["DEVICE_CLOUD_WEBHOOK_SECRET"] and SECRET not in configured.values()
