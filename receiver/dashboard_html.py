@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from html import escape
 from urllib.parse import quote, urlencode
 
@@ -93,8 +94,6 @@ def command_link(command_id: str | None) -> str:
 
 def performed(c: Command) -> str:
     parts = [p for p in (c.performed_via, c.method) if p]
-    if not parts and c.resolved_by:
-        parts = [c.resolved_by]
     return e(" / ".join(parts)) if parts else '<span class="muted">-</span>'
 
 
@@ -188,7 +187,8 @@ def deliveries_section(ov: Overview) -> str:
         error = " ".join(str(x) for x in (n.get("last_status_code"), n.get("last_error")) if x)
         failed.append(f'<tr data-notification="{e(n["id"])}">' + "".join([
             _td(t(n.get("failed_at"))), _td(e(n.get("outcome"))), _td(e(n.get("label")), wide=True),
-            _td(e(n.get("attempts"))), _td(e(error), cls="wrap"), _td(command_link(n.get("command_id"))),
+            _td(e(n.get("attempts"))), _td(e(error), cls="wrap"),
+            _td(command_link(n["command_id"]) if n.get("command_id") else device_link(n.get("device_id"))),
             _td(f'<form method="post" class="resend" action="/dashboard/notifications/'
                 f'{e(quote(n["id"], safe=""))}/retry"><button type="submit">Re-send</button></form>'),
         ]) + "</tr>")
@@ -204,7 +204,7 @@ def deliveries_section(ov: Overview) -> str:
         + "<h3>Quarantined</h3>" + _table(["received", "endpoint", "delivery", "body"], quarantine,
                                           "Nothing quarantined.")
         + f'<h3 id="failed-notifications">Failed notifications ({len(ov.failed_notifications)})</h3>' + _table(
-            ["failed", "outcome", "target", "attempts", "last error", "command", ""], failed,
+            ["failed", "outcome", "target", "attempts", "last error", "command / device", ""], failed,
             "No failed notifications.", {2})
         + "<h3>Anomalies</h3>" + _table(["at", "kind", "details"], anomalies, "No anomalies.")
     )
@@ -243,14 +243,13 @@ def timeline_entry(entry: dict) -> str:
         text = (f'{e(entry.get("type"))} to {e(entry.get("target"))}: attempt {e(entry.get("attempt"))} '
                 f'{badge(entry.get("result"))} {e(entry.get("status_code") or "")} {e(entry.get("error") or "")}')
     elif kind == "resolved":
-        text = f'resolved {badge(entry.get("status"))} by {e(entry.get("by"))}' + (" (late)" if entry.get("late")
-                                                                                  else "")
+        text = f'{badge(entry.get("status"))} by {e(entry.get("by"))}' + (" (late)" if entry.get("late") else "")
     elif kind == "event":
-        text = f'event {e(entry.get("event_type"))} <span class="muted">{e(entry.get("event"))}</span>'
+        text = f'{e(entry.get("event_type"))} <span class="muted">{e(entry.get("event"))}</span>'
     elif kind == "ids_attached":
         text = f'{e(entry.get("id_kind"))} = {e(entry.get("value"))}'
     else:
-        text = e(kind) + " " + e(", ".join(f"{k}={v}" for k, v in entry.items() if k not in skip and v not in
+        text = e(", ".join(f"{k}={v}" for k, v in entry.items() if k not in skip and v not in
                                           (None, "")))
     return f'<li class="k-{e(kind)}">{t(entry.get("at"))} <b>{e(kind)}</b> {text}</li>'
 
@@ -263,7 +262,8 @@ def command_section(command: Command, timeline: list[dict]) -> str:
               ("resolved by", e(command.resolved_by)), ("performed via", performed(command)),
               ("error", e(" ".join(x for x in (command.error_code, command.error_message) if x))),
               ("custom_id", e(command.custom_id)), ("action_id", e(command.action_id)),
-              ("action_attempt_id", e(command.action_attempt_id))]
+              ("action_attempt_id", e(command.action_attempt_id)),
+              ("metadata", e(json.dumps(command.metadata)) if command.metadata else "")]
     dl = "".join(f"<dt>{e(k)}</dt><dd>{v or '-'}</dd>" for k, v in fields)
     items = "".join(timeline_entry(x) for x in timeline) or '<li class="empty">No timeline entries.</li>'
     return (f'<h2>Command <span class="muted">{e(command.command_id)}</span></h2><dl>{dl}</dl>'
