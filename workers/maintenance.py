@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from rq import get_current_job
 
@@ -13,22 +15,77 @@ from workers.outbox import dispatch_outbox, reclaim_outbox
 
 log = logging.getLogger("lockhook.maintenance")
 
+STALE_DRAIN_S = 10
+"""A drain flag whose TTL was not refreshed for this long, while entries wait, belongs to a dead drain."""
+
 
 def maintain(client) -> dict:
     """One round of housekeeping; safe to run concurrently and repeatedly."""
     consumer = consumer_name()
     report = {"reclaimed": reclaim_inbox(client), "expired": sweep(client)}
     report["dispatched"] = reclaim_outbox(client, consumer) + dispatch_outbox(client, consumer)
-    # entries stored while no drain was scheduled (e.g. the enqueue failed): start one
+    report["drain"] = _restart_stranded_drain(client)
+    return report
+
+
+def _oldest_undelivered_ms(client) -> int | None:
+    """Age of the oldest inbox entry no drain has read yet (Redis 6.2 has no group 'lag', so look it up)."""
     try:
         groups = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"]: g
                   for g in client.xinfo_groups(keys.INBOX)}
-        lag = (groups.get(keys.INBOX_GROUP) or {}).get("lag")
     except Exception:
-        lag = None
-    if lag:
-        jobs.ensure_drain(client)
-    return report
+        return None
+    group = groups.get(keys.INBOX_GROUP)
+    if group is None:
+        return None
+    last = group["last-delivered-id"]
+    last = last.decode() if isinstance(last, bytes) else last
+    first = client.xrange(keys.INBOX, min="(" + last, count=1)
+    if not first:
+        return None
+    entry_id = first[0][0].decode() if isinstance(first[0][0], bytes) else first[0][0]
+    return max(0, int(time.time() * 1000) - int(entry_id.split("-")[0]))
+
+
+def _restart_stranded_drain(client) -> str:
+    """Entries stored while no drain runs (enqueue failed, Redis restarted, worker killed): start one.
+
+    A running drain refreshes the flag's TTL every batch, so a flag not refreshed for STALE_DRAIN_S while
+    entries wait was left by a drain that died: queue a new one (a spare drain job is harmless).
+    """
+    age_ms = _oldest_undelivered_ms(client)
+    if age_ms is None:
+        return ""
+    if jobs.ensure_drain(client):
+        return "queued"
+    ttl = client.ttl(keys.DRAIN_FLAG)
+    if age_ms > STALE_DRAIN_S * 1000 and 0 <= ttl < defaults.DRAIN_FLAG_TTL_S - STALE_DRAIN_S:
+        client.set(keys.DRAIN_FLAG, "1", ex=defaults.DRAIN_FLAG_TTL_S)
+        jobs.enqueue_drain(client)
+        log.warning("inbox entries waited %d ms behind a stale drain flag; queued a new drain", age_ms)
+        return "requeued"
+    return ""
+
+
+def run_in_thread(settings, stop: threading.Event) -> threading.Thread:
+    """Run `maintain` every MAINTENANCE_INTERVAL_S in a thread of the worker process.
+
+    The RQ chain below needs RQ's scheduler, whose lock can stay with a dead process for a minute (and is
+    retried only at RQ's maintenance interval); recovery after a worker death or a Redis restart must not.
+    """
+    from lockhook.redis_client import sync_client
+
+    def loop() -> None:
+        client = sync_client(settings, socket_timeout=10)
+        while not stop.wait(defaults.MAINTENANCE_INTERVAL_S):
+            try:
+                maintain(client)
+            except Exception as exc:  # Redis down or a bad entry: next round
+                log.warning("maintenance round failed: %s", type(exc).__name__)
+
+    thread = threading.Thread(target=loop, name="lockhook-maintenance", daemon=True)
+    thread.start()
+    return thread
 
 
 def run_maintenance() -> dict:
