@@ -1,0 +1,86 @@
+"""Fault 2: the worker SIGKILLed mid-batch; its unacknowledged inbox entries are reclaimed and the command
+resolves once (RQ's own abandoned-job handling would move the job to the failed registry: we recover
+through the stream's consumer group instead)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import httpx
+
+from lockhook import defaults, jobs, keys
+from lockhook.commands import CommandStore
+from tests.conftest import signed, wait_for
+from tests.reliability.helpers import attempt_succeeded, body, diagnose, inbox_settled, other_event
+
+FILLERS = defaults.DRAIN_BATCH - 1
+
+
+def heavy_event(n: int) -> bytes:
+    """A valid event that takes milliseconds to parse, so a batch of them keeps the drain busy."""
+    event = other_event(n, "dev_kill_filler")
+    event["payload"] = [{"k": i, "v": "x" * 8, "nested": {"a": [i, i + 1]}} for i in range(4000)]
+    return body(event)
+
+
+def store_deliveries(r, deliveries: list[tuple[str, bytes]]) -> None:
+    """Put deliveries in the inbox at once, as the ingest script does (so one drain batch reads them all)."""
+    with r.pipeline(transaction=True) as pipe:
+        for delivery_id, raw in deliveries:
+            pipe.set(keys.dedupe("seam", delivery_id), "1")
+            pipe.xadd(keys.INBOX, {"endpoint": "seam", "delivery_id": delivery_id, "headers": "{}", "body": raw,
+                                   "received_at": int(time.time() * 1000)})
+        pipe.execute()
+
+
+def test_sigkilled_worker_work_is_rerun_and_the_command_resolves_once(r, start_worker, start_web):
+    store = CommandStore(r)
+    command, _ = store.register("dev_kill", "unlock", "external", action_attempt_id="aa_kill", timeout_s=600)
+    worker = start_worker()
+    wait_for(lambda: r.exists(keys.MAINTENANCE_FLAG) and r.xinfo_groups(keys.INBOX), timeout=20)
+
+    confirmation = attempt_succeeded(0, "dev_kill", action="unlock") | {"event_id": "evt_kill",
+                                                                         "action_attempt_id": "aa_kill"}
+    store_deliveries(r, [(f"msg_filler_{n}", heavy_event(n)) for n in range(FILLERS)]
+                     + [("msg_kill", body(confirmation))])
+    jobs.ensure_drain(r)
+
+    # kill the whole worker (process group: workers, scheduler, notifier) once the batch is read, not acked
+    wait_for(lambda: r.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] > 0, timeout=20, interval=0.001)
+    os.killpg(worker.proc.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    worker.proc.wait(10)
+    pending = r.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"]
+    assert pending == defaults.DRAIN_BATCH, pending  # the whole batch was read and none acknowledged
+    assert not r.exists(f"{keys.PREFIX}processed:event:evt_kill")  # killed before the event was applied
+    assert store.get(command.command_id).status == "pending"
+
+    # a delivery that arrives while no worker runs, behind the dead drain's flag
+    base = start_web()
+    late = body(other_event(99_999, "dev_kill"))
+    assert r.exists(keys.DRAIN_FLAG)
+    assert httpx.post(base + "/webhooks/seam", content=late, headers=signed(late, "msg_late")).status_code == 202
+
+    replacement = start_worker()  # the platform restarts the dyno
+    try:
+        wait_for(lambda: store.get(command.command_id).status == "succeeded", timeout=40)
+    except AssertionError:
+        raise AssertionError(diagnose(r, replacement)) from None
+    recovered_s = time.monotonic() - killed_at
+    wait_for(lambda: inbox_settled(r), timeout=40)
+    wait_for(lambda: r.exists(f"{keys.PREFIX}processed:event:evt_other_99999"), timeout=20)
+    settled_s = time.monotonic() - killed_at
+
+    resolved = [e for e in store.timeline(command.command_id) if e["kind"] == "resolved"]
+    assert len(resolved) == 1
+    assert int(r.hget(keys.COMMAND_STATS, "succeeded")) == 1
+    applied = sum(int(v) for v in r.hgetall(keys.EVENT_STATS).values())
+    assert applied == FILLERS + 2  # every entry applied once: fillers, the confirmation, the late delivery
+    events = [json.loads(x)["event"] for x in r.lrange(keys.device_events("dev_kill"), 0, -1)]
+    assert sorted(events) == ["event:evt_kill", "event:evt_other_99999"]
+    assert recovered_s < defaults.RECLAIM_IDLE_MS / 1000 + 3 * defaults.MAINTENANCE_INTERVAL_S + 10
+    print(f"\ncommand resolved {recovered_s:.1f} s after the SIGKILL (reclaim idle "
+          f"{defaults.RECLAIM_IDLE_MS / 1000:g} s); inbox settled after {settled_s:.1f} s")
