@@ -169,19 +169,16 @@ class RedisCollector:
         yield from self._queues(rest, outbox_len)
 
     def _notifications(self, stats: dict[str, int], failed_type: str) -> Iterator[Metric]:
-        outcomes = CounterMetricFamily("lockhook_notifications", "Notifications by outcome (and target when "
-                                       "recorded)", labels=["outcome", "target"])
-        attempts = CounterMetricFamily("lockhook_notification_attempts", "Notification send attempts by result",
-                                       labels=["result"])
+        outcomes = CounterMetricFamily("lockhook_notifications", "Notifications by outcome (delivered, failed, "
+                                       "retried, ... as counted by the notifications worker)", labels=["outcome"])
         for field, value in sorted(stats.items()):
-            head, _, tail = field.partition(":")
-            if head == "attempts":
-                attempts.add_metric([tail or "all"], value)
-            elif tail and head in ("delivered", "failed", "retried", "skipped", "resent"):
-                outcomes.add_metric([head, tail], value)
-            else:
-                outcomes.add_metric([field, ""], value)
+            outcomes.add_metric([field], value)
         yield outcomes
+        # every send attempt ends as exactly one of these (notification_store.finish), so they count attempts
+        attempts = CounterMetricFamily("lockhook_notification_attempts", "Notification send attempts by result "
+                                       "(retried: failed, another attempt is scheduled)", labels=["result"])
+        for result in ("delivered", "retried", "failed"):
+            attempts.add_metric([result], stats.get(result, 0))
         yield attempts
         failed = GaugeMetricFamily("lockhook_notifications_failed", "Notifications kept as failed (re-sendable)")
         failed.add_metric([], self._size(keys.NOTIFY_FAILED, failed_type))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from lockhook.commands import CommandStore
 from receiver.dashboard import COOKIE
@@ -237,6 +238,15 @@ def test_browser_login_live_resolution_and_resend(browser, start_web, start_work
         page.wait_for_selector(failed_row, state="detached", timeout=15_000)  # no longer failed, live
         shot(page, "dashboard-4-resent.png")
         assert len([x for x in target.requests if x["id"] == failed_id]) == 2  # same webhook-id, sent again
+
+        # /metrics agrees: two notifications failed (command + lock state), one re-sent and delivered
+        metrics = {f.name: {tuple(sorted(x.labels.items())): x.value for x in f.samples}
+                   for f in text_string_to_metric_families(http.get("/metrics", headers=AUTH).text)}
+        assert metrics["lockhook_notifications"][(("outcome", "delivered"),)] == 1
+        assert metrics["lockhook_notifications"][(("outcome", "failed"),)] == 2
+        assert metrics["lockhook_notifications_failed"][()] == 1
+        assert sum(metrics["lockhook_notification_attempts"].values()) == 3
+        assert metrics["lockhook_commands"][(("outcome", "succeeded"),)] == 1
 
     page.click(f'{row} a[href^="/dashboard/commands/"]')
     page.wait_for_selector("#command ol.timeline li.k-resolved")
