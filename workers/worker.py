@@ -53,6 +53,7 @@ def serve(settings: Settings, queue_names: list[str], with_scheduler: bool, burs
     while True:
         client = sync_client(settings)
         worker = None
+        started = time.monotonic()
         try:
             prepare(client)
             queues = [Queue(name, connection=client) for name in queue_names]
@@ -64,6 +65,8 @@ def serve(settings: Settings, queue_names: list[str], with_scheduler: bool, burs
             log.warning("redis unavailable (%s); retrying in %.1f s", type(exc).__name__, backoff)
         if burst or (worker is not None and _asked_to_stop(worker)):
             return
+        if time.monotonic() - started > 30:  # it had been working: this is a new outage, start over
+            backoff = 0.5
         time.sleep(backoff)
         backoff = min(backoff * 2, 10.0)
 
