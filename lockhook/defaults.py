@@ -66,6 +66,9 @@ NOTIFY_RETRY_DELAYS_S = (5, 60, 300, 1800, 7200, 18000, 57600)
 NOTIFY_RETRY_AFTER_MAX_S = 86400
 """A target's `Retry-After` is honoured up to this."""
 
+NOTIFY_RESUME_AFTER_S = 60
+"""A queued notification attempt not started this long after it was due is checked (its job may be lost)."""
+
 NOTIFY_GUARD_TTL_S = 7 * 24 * 3600
 """How long an outcome's 'notifications enqueued' guard (and each notification record) is kept."""
 

@@ -55,6 +55,7 @@ def lock_state(device_id: str) -> str:
 
 NOTIFY_STATS = PREFIX + "stats:notifications"  # hash: "<outcome>" (delivered|failed|retried|skipped) -> count
 NOTIFY_FAILED = PREFIX + "notifications:failed"  # failed notifications, re-sendable from the CLI
+NOTIFY_INFLIGHT = PREFIX + "notifications:inflight"  # zset: unfinished notification -> ms it is overdue
 LATENCY_STATS = PREFIX + "stats:latency"        # confirmation latency buckets, written by the resolve script
 
 

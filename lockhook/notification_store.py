@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis.exceptions import WatchError
-from rq import Queue, Retry
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from lockhook import defaults, keys
 from lockhook.commands import _iso
@@ -38,17 +40,24 @@ def queue(client) -> Queue:
     return Queue(defaults.QUEUE_NOTIFICATIONS, connection=client)
 
 
-def enqueue_send(client, nid: str, round_: int, attempt: int, delay_s: float = 0, pipeline=None,
+def job_timeout_s(timeout_s: float) -> int:
+    """RQ's hard limit for one attempt (connect + send + read may each take up to the HTTP timeout)."""
+    return math.ceil(timeout_s) * 3 + 5
+
+
+def enqueue_send(client, nid: str, round_: int, attempt: int, *, pipeline, delay_s: float = 0,
                  timeout_s: float = 10.0) -> None:
-    """Queue one send attempt (now or after a delay). RQ's Retry re-runs it if its worker was killed."""
+    """Queue one send attempt (now or after a delay) inside the caller's transaction, and note when it is overdue."""
     options = dict(job_id=job_id(nid, round_, attempt), result_ttl=0, failure_ttl=7 * 24 * 3600,
-                   job_timeout=int(timeout_s) + 60, retry=Retry(max=2, interval=[5, 30]), pipeline=pipeline)
+                   job_timeout=job_timeout_s(timeout_s), pipeline=pipeline)
+    due = time.time()
     if delay_s > 0:
         # RQ's scheduler keeps whole seconds (rounded down): round up so a Retry-After is never undercut
-        at = datetime.fromtimestamp(math.ceil(time.time() + delay_s), tz=UTC)
-        queue(client).enqueue_at(at, SEND_JOB, nid, round_, attempt, **options)
+        due = math.ceil(due + delay_s)
+        queue(client).enqueue_at(datetime.fromtimestamp(due, tz=UTC), SEND_JOB, nid, round_, attempt, **options)
     else:
         queue(client).enqueue(SEND_JOB, nid, round_, attempt, **options)
+    pipeline.zadd(keys.NOTIFY_INFLIGHT, {nid: int((due + defaults.NOTIFY_RESUME_AFTER_S) * 1000)})
 
 
 @dataclass
@@ -106,7 +115,7 @@ class NotificationStore:
         raw = self.redis.hgetall(keys.notification(nid))
         return Notification.from_hash(raw) if raw else None
 
-    def begin_attempt(self, nid: str, round_: int, attempt: int) -> Notification | None:
+    def begin_attempt(self, nid: str, round_: int, attempt: int, timeout_s: float = 10.0) -> Notification | None:
         """Mark an attempt as sending; None when this job is stale (done, failed, or another round/attempt)."""
         key = keys.notification(nid)
         with self.redis.pipeline() as pipe:
@@ -121,6 +130,8 @@ class NotificationStore:
                 return None  # delivered, failed, or another round/attempt: this job is stale
             pipe.multi()
             pipe.hset(key, mapping={"status": SENDING, "attempts": attempt, "last_attempt_at": now_ms()})
+            # past RQ's hard limit for this job, a record still `sending` means its worker died
+            pipe.zadd(keys.NOTIFY_INFLIGHT, {nid: now_ms() + (job_timeout_s(timeout_s) + 5) * 1000})
             try:
                 pipe.execute()
             except WatchError:  # a concurrent copy of this job got there first
@@ -140,6 +151,8 @@ class NotificationStore:
             entry["retry_in_s"] = round(retry_in_s, 3)
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.multi()  # RQ's enqueue joins this transaction
+            if status in (DELIVERED, FAILED):
+                pipe.zrem(keys.NOTIFY_INFLIGHT, record.id)
             if status == DELIVERED:
                 fields["delivered_at"] = now_ms()
                 pipe.hincrby(keys.NOTIFY_STATS, "delivered", 1)
@@ -190,3 +203,52 @@ class NotificationStore:
     def retry_all(self, timeout_s: float = 10.0) -> list[str]:
         ids = [i.decode() if isinstance(i, bytes) else i for i in self.redis.zrange(keys.NOTIFY_FAILED, 0, -1)]
         return [nid for nid in ids if self.retry(nid, timeout_s)]
+
+    def resume_overdue(self, timeout_s: float = 10.0, limit: int = 100) -> list[str]:
+        """Re-queue attempts whose job was lost (worker killed mid-send, job failed, queue lost); returns their ids.
+
+        A record still `sending` past its job's hard limit had its worker die: the same attempt runs again
+        (same `webhook-id`). A queued attempt is re-queued only when RQ no longer has its job waiting.
+        """
+        overdue = self.redis.zrangebyscore(keys.NOTIFY_INFLIGHT, 0, now_ms(), start=0, num=limit)
+        resumed = []
+        for raw_id in overdue:
+            nid = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+            if self._resume(nid, timeout_s):
+                resumed.append(nid)
+        return resumed
+
+    def _resume(self, nid: str, timeout_s: float) -> bool:
+        key = keys.notification(nid)
+        with self.redis.pipeline() as pipe:
+            pipe.watch(key, keys.NOTIFY_INFLIGHT)
+            raw = pipe.hgetall(key)
+            score = pipe.zscore(keys.NOTIFY_INFLIGHT, nid)
+            if score is None or score > now_ms():
+                return False  # handled meanwhile
+            record = Notification.from_hash(raw) if raw else None
+            if record is None or record.status in (DELIVERED, FAILED):
+                pipe.multi()
+                pipe.zrem(keys.NOTIFY_INFLIGHT, nid)
+                pipe.execute()
+                return False
+            attempt = record.attempts if record.status == SENDING else record.attempts + 1
+            if record.status != SENDING and self._job_waiting(job_id(nid, record.round, attempt)):
+                pipe.multi()  # a long queue, not a lost job: look again later
+                pipe.zadd(keys.NOTIFY_INFLIGHT, {nid: now_ms() + defaults.NOTIFY_RESUME_AFTER_S * 1000})
+                pipe.execute()
+                return False
+            pipe.multi()  # for a `sending` record, begin_attempt's rerun path sends this attempt again
+            enqueue_send(self.redis, nid, record.round, attempt, pipeline=pipe, timeout_s=timeout_s)
+            try:
+                pipe.execute()
+            except WatchError:
+                return False
+        return True
+
+    def _job_waiting(self, jid: str) -> bool:
+        try:
+            status = Job.fetch(jid, connection=self.redis).get_status()
+        except NoSuchJobError:
+            return False
+        return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED)

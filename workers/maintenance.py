@@ -11,6 +11,7 @@ from rq import get_current_job
 from lockhook import defaults, jobs, keys
 from workers.deadlines import sweep
 from workers.drain import consumer_name, reclaim_inbox
+from workers.notifications import resume_overdue
 from workers.outbox import dispatch_outbox, reclaim_outbox
 
 log = logging.getLogger("lockhook.maintenance")
@@ -25,6 +26,7 @@ def maintain(client) -> dict:
     report = {"reclaimed": reclaim_inbox(client), "expired": sweep(client)}
     report["dispatched"] = reclaim_outbox(client, consumer) + dispatch_outbox(client, consumer)
     report["drain"] = _restart_stranded_drain(client)
+    report["notifications"] = resume_overdue(client)  # attempts whose job was lost (worker killed mid-send)
     return report
 
 

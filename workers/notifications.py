@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import httpx
 from redis.exceptions import WatchError
 from rq import get_current_job
+from rq.timeouts import JobTimeoutException
 
 from lockhook import defaults, keys
 from lockhook.callback_policy import CallbackUrlUnresolvable, check_callback_url
@@ -191,7 +192,7 @@ def deliver(record: Notification, settings: Settings) -> Attempt:
     url, headers = prepared
     try:
         response = _http(settings.notify_timeout_s).post(url, content=record.body.encode(), headers=headers)
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, JobTimeoutException):  # the latter: RQ's hard limit (a trickling target)
         return Attempt(False, "timeout", retryable=True)
     except httpx.TransportError as exc:
         return Attempt(False, f"connection_error: {type(exc).__name__}", retryable=True)
@@ -206,7 +207,7 @@ def deliver(record: Notification, settings: Settings) -> Attempt:
 def send(client, settings: Settings, nid: str, round_: int, attempt: int) -> str:
     """Run one attempt of one notification and record it; returns the resulting status (or 'stale')."""
     store = NotificationStore(client)
-    record = store.begin_attempt(nid, round_, attempt)
+    record = store.begin_attempt(nid, round_, attempt, settings.notify_timeout_s)
     if record is None:
         return "stale"
     started = time.monotonic()
@@ -237,3 +238,12 @@ def send(client, settings: Settings, nid: str, round_: int, attempt: int) -> str
 def send_notification(nid: str, round_: int, attempt: int) -> str:
     """RQ entry point (deterministic job id per notification, round and attempt)."""
     return send(get_current_job().connection, get_settings(), nid, round_, attempt)
+
+
+def resume_overdue(client, settings: Settings | None = None) -> int:
+    """Maintenance hook: re-queue notification attempts whose job was lost (e.g. a worker killed mid-send)."""
+    settings = settings or get_settings()
+    resumed = NotificationStore(client).resume_overdue(settings.notify_timeout_s)
+    if resumed:
+        log.warning("re-queued %d notification attempt(s) whose job was lost", len(resumed))
+    return len(resumed)

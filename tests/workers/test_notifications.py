@@ -351,3 +351,55 @@ def test_slack_text_and_retry_after():
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: at once
+
+
+def test_an_attempt_whose_worker_died_mid_send_is_sent_again_with_the_same_id(r, settings, receiver, monkeypatch):
+    from rq import Queue, SimpleWorker
+    from rq.job import Job
+
+    import workers.notifications as notifications
+    from lockhook.notification_store import job_id
+
+    s = derive(settings, notify_webhook_url=f"{receiver.base}/r", notify_webhook_secret=NOTIFY_SECRET)
+    monkeypatch.setattr(notifications, "get_settings", lambda: s)
+    store = NotificationStore(r)
+    cmd, _ = CommandStore(r).register("dev_k", "lock", "external", status="rejected", error_code="E")
+    [nid] = enqueue_notifications(r, s, Outcome(type="command.rejected", at_ms=1, command_id=cmd.command_id))
+
+    # a job still waiting in its queue is left alone, however overdue
+    r.zadd(keys.NOTIFY_INFLIGHT, {nid: 0})
+    assert store.resume_overdue() == []
+    assert r.zscore(keys.NOTIFY_INFLIGHT, nid) > time.time() * 1000
+
+    # a worker took the job, marked the attempt `sending` and was killed: the job is gone, the record stuck
+    Job.fetch(job_id(nid, 1, 1), connection=r).delete()
+    assert store.begin_attempt(nid, 1, 1) is not None
+    assert store.resume_overdue() == [], "not before the job's hard limit has passed"
+    r.zadd(keys.NOTIFY_INFLIGHT, {nid: 0})
+    assert store.resume_overdue() == [nid]
+    SimpleWorker([Queue("notifications", connection=r)], connection=r).work(burst=True)
+    [got] = receiver.at("/r")
+    assert got["headers"]["webhook-id"] == nid and verified(got)["id"] == nid
+    assert store.get(nid).status == "delivered" and store.get(nid).attempts == 1
+    assert r.zcard(keys.NOTIFY_INFLIGHT) == 0
+    assert store.resume_overdue() == []
+
+
+def test_worker_killed_while_sending_resends_the_same_webhook_id(start_web, start_worker, r, receiver):
+    import os
+    import signal
+
+    receiver.hang_s = 4
+    receiver.plans = {"/k": ["hang"]}
+    env = dict(NOTIFY_WEBHOOK_URL=f"{receiver.base}/k", NOTIFY_WEBHOOK_SECRET=NOTIFY_SECRET, NOTIFY_TIMEOUT_S=1)
+    _, worker = start_live(start_web, start_worker, r, **env)
+    CommandStore(r).register("dev_z", "unlock", "external", status="rejected", error_code="E")
+    wait_for(lambda: receiver.at("/k"), timeout=15)
+    os.killpg(worker.proc.pid, signal.SIGKILL)  # mid-send: the target has the request, nothing is recorded
+    worker.proc.wait()
+    start_worker(**env)
+    wait_for(lambda: settled(r, 1), timeout=60)
+    got = receiver.at("/k")
+    assert [x["step"] for x in got] == ["hang", "ok"]
+    assert got[0]["headers"]["webhook-id"] == got[1]["headers"]["webhook-id"], "the documented window: same id"
+    assert records(r)[0].status == "delivered"
