@@ -231,7 +231,8 @@ def run(settings: Settings, dev_dir: Path = DEV_DIR) -> int:
         for name, command in processes.items():
             manager.add_process(name, command, env=plan.env, cwd=str(procfile.resolve().parent))
         manager.loop()
-        return manager.returncode or 0
+        # stopped by Ctrl-C / SIGTERM (honcho's 130 / 143) is a clean stop; a crashed child keeps its code
+        return 0 if manager.returncode in (130, 143) else (manager.returncode or 0)
     finally:
         if embedded is not None:
             embedded.stop()
