@@ -186,6 +186,18 @@ def child_env(settings: Settings, redis_url: str, extra: dict[str, str]) -> dict
     return env
 
 
+def lockhook_command() -> str:
+    """How to call this install's `lockhook` from here (`.venv/bin/lockhook` when not on PATH)."""
+    exe = Path(sys.executable).parent / "lockhook"
+    found = shutil.which("lockhook")
+    if found and Path(found).resolve() == exe.resolve():
+        return "lockhook"
+    try:
+        return str(exe.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
 def banner(plan: DevPlan, dev_dir: Path) -> str:
     base = f"http://127.0.0.1:{plan.port}"
     env = plan.env
@@ -205,7 +217,7 @@ def banner(plan: DevPlan, dev_dir: Path) -> str:
     lines += [
         f"  health      {base}/healthz",
         "  next, in another terminal:",
-        f"    lockhook replay tests/fixtures/deliveries --url {base} --secret {secret}",
+        f"    {lockhook_command()} replay tests/fixtures/deliveries --url {base} --secret {secret}",
         "  Ctrl-C stops everything.",
         "",
     ]
