@@ -1,0 +1,94 @@
+"""Fault 3: SIGTERM as a PaaS deploy sends it: the web finishes in-flight requests, the worker finishes its
+running job, and nothing is left half-done."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+import httpx
+
+from lockhook import defaults, jobs, keys
+from lockhook.commands import CommandStore
+from tests.conftest import API_TOKEN, signed, wait_for
+from tests.reliability.helpers import attempt_succeeded, body, other_event
+from tests.reliability.test_worker_kill import heavy_event, store_deliveries
+
+
+def raw_request_head(base: str, path: str, headers: dict[str, str], length: int) -> bytes:
+    host = urlsplit(base).netloc
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {length}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_response(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def test_web_sigterm_finishes_in_flight_requests(start_web, r):
+    base = start_web()
+    live = start_web.live
+    command, _ = CommandStore(r).register("dev_term", "lock", "external", timeout_s=600)
+
+    # a webhook whose body is half sent, and a long-poll, both in flight when SIGTERM arrives
+    raw = body(other_event(1, "dev_term"))
+    sock = socket.create_connection(("127.0.0.1", urlsplit(base).port))
+    sock.settimeout(30)
+    sock.sendall(raw_request_head(base, "/webhooks/seam", signed(raw, "msg_term"), len(raw)) + raw[:10])
+    poll: dict = {}
+
+    def long_poll():
+        poll["resp"] = httpx.get(f"{base}/commands/{command.command_id}?wait=3", timeout=30,
+                                 headers={"authorization": f"Bearer {API_TOKEN}"})
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    time.sleep(0.5)
+    live.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    sock.sendall(raw[10:])
+    answer = read_response(sock)
+    sock.close()
+    poller.join(30)
+
+    assert answer.startswith(b"HTTP/1.1 202"), answer[:200]
+    assert poll["resp"].status_code == 200 and poll["resp"].json()["status"] == "pending"
+    assert live.proc.wait(25) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a graceful stop
+    assert "Finished server process" in live.output()
+    [(_, fields)] = r.xrange(keys.INBOX)
+    assert fields[b"delivery_id"] == b"msg_term"  # the in-flight delivery is stored, not lost
+
+
+def test_worker_sigterm_finishes_the_running_job(start_worker, r):
+    store = CommandStore(r)
+    command, _ = store.register("dev_term", "unlock", "external", action_attempt_id="aa_term", timeout_s=600)
+    worker = start_worker()
+    wait_for(lambda: r.exists(keys.MAINTENANCE_FLAG) and r.xinfo_groups(keys.INBOX), timeout=20)
+    confirmation = attempt_succeeded(0, "dev_term", action="unlock") | {"event_id": "evt_term",
+                                                                         "action_attempt_id": "aa_term"}
+    fillers = defaults.DRAIN_BATCH - 1
+    store_deliveries(r, [(f"msg_f_{n}", heavy_event(n)) for n in range(fillers)] + [("msg_term", body(confirmation))])
+    jobs.ensure_drain(r)
+
+    wait_for(lambda: r.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] > 0, timeout=20, interval=0.001)
+    os.killpg(worker.proc.pid, signal.SIGTERM)  # the platform signals every process of the dyno
+    signalled = time.monotonic()
+    assert worker.proc.wait(30) == 0, worker.output()[-2000:]
+    stopped_s = time.monotonic() - signalled
+
+    # the batch in progress was finished and acknowledged before the worker exited
+    assert r.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] == 0
+    assert store.get(command.command_id).status == "succeeded"
+    assert sum(int(v) for v in r.hgetall(keys.EVENT_STATS).values()) == fillers + 1
+    assert r.zcard("rq:failed:events") == 0
+    print(f"\nworker stopped {stopped_s:.1f} s after SIGTERM, its drain job finished")
