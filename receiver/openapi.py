@@ -120,7 +120,7 @@ def _webhook(sender: str) -> dict:
 
 
 def spec() -> dict:
-    """The document; static, so it is the same for every process."""
+    """The hand-written part of the document (every route this project defines on purpose)."""
     wait = {"name": "wait", "in": "query", "required": False,
             "schema": {"type": "number", "minimum": 0, "maximum": defaults.MAX_WAIT_S},
             "description": "hold the request until the command leaves pending, at most this many seconds"}
@@ -192,8 +192,35 @@ def spec() -> dict:
     }
 
 
+def _generic(route: Route, method: str) -> dict:
+    """An operation for a route the static part does not describe yet (added by a feature module)."""
+    doc = (route.endpoint.__doc__ or route.name or "").strip().splitlines()
+    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+              for name in route.param_convertors]
+    ok: dict[str, Any] = {"description": "OK"}
+    if "server-sent events" in (route.endpoint.__doc__ or "").lower():
+        ok["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+    operation: dict[str, Any] = {"summary": doc[0] if doc else route.path, "tags": ["other"],
+                                 "responses": {"200": ok, **PROTECTED}}
+    if params:
+        operation["parameters"] = params
+    return operation
+
+
+def spec_for(routes) -> dict:
+    """The static document plus a generic operation for every other route the app serves."""
+    document = spec()
+    paths = document["paths"]
+    for route in routes:
+        if not isinstance(route, Route) or not route.methods:
+            continue
+        for method in sorted(route.methods - {"HEAD"}):
+            paths.setdefault(route.path, {}).setdefault(method.lower(), _generic(route, method))
+    return document
+
+
 async def openapi(request: Request) -> JSONResponse:
-    return JSONResponse(spec())
+    return JSONResponse(spec_for(request.app.routes))
 
 
 routes = [Route("/openapi.json", protected(openapi), methods=["GET"], name="openapi")]
