@@ -10,15 +10,15 @@ import pytest
 
 from lockhook import keys
 from lockhook.commands import CommandStore
-from tests.conftest import DEVICE_CLOUD_SECRET, ROOT, SECRET, free_port, process_env, wait_for
+from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, ROOT, SECRET, free_port, process_env, wait_for
 
 
 @pytest.fixture
 def start_simulator(settings, tmp_path):
     started: list[subprocess.Popen] = []
 
-    def start(receiver: str, *flags: str) -> str:
-        port = free_port()
+    def start(receiver: str, *flags: str, port: int | None = None) -> str:
+        port = port or free_port()
         log = open(tmp_path / f"simulator-{port}.log", "w")  # noqa: SIM115 (closed with the process)
         proc = subprocess.Popen(["lockhook", "simulate", "--port", str(port), "--receiver-url", receiver,
                                  "--secret", DEVICE_CLOUD_SECRET, "--seam-secret", SECRET, *flags],
@@ -108,3 +108,22 @@ def test_plays_seam_action_attempts_and_lock_events(r, start_web, start_worker, 
     polled = httpx.post(f"{sim}/action_attempts/get", json={"action_attempt_id": attempt["action_attempt_id"]})
     assert polled.json()["action_attempt"]["status"] == "success"
     assert httpx.post(f"{sim}/action_attempts/get", json={"action_attempt_id": "nope"}).status_code == 404
+
+
+def test_commands_api_issues_through_the_simulator(start_web, start_worker, start_simulator):
+    """POST /commands via device_cloud and via seam (the official SDK against the simulator) both confirm."""
+    sim_port = free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    receiver = start_web(DEVICE_CLOUD_URL=sim_url, SEAM_API_KEY="seam_sim_key", SEAM_ENDPOINT=sim_url)
+    start_worker()
+    start_simulator(receiver, "--delay", "0.1", "--offline", "garage", port=sim_port)
+    api = httpx.Client(base_url=receiver, headers={"authorization": f"Bearer {API_TOKEN}"}, timeout=40)
+    outcomes = {}
+    for device, via in (("front", "device_cloud"), ("garage", "device_cloud"), ("seam_door", "seam")):
+        created = api.post("/commands", json={"device_id": device, "action": "lock", "via": via})
+        assert created.status_code == 201, created.text
+        command = api.get(f"/commands/{created.json()['command_id']}", params={"wait": 15}).json()
+        outcomes[device] = (command["status"], command["error_code"])
+    api.close()
+    assert outcomes == {"front": ("succeeded", None), "garage": ("rejected", "DEVICE_OFFLINE"),
+                        "seam_door": ("succeeded", None)}
