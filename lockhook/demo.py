@@ -86,8 +86,12 @@ def issue_and_wait(base: str, token: str, device: str, action: str) -> dict:
         response = http.post("/commands", json={"device_id": device, "action": action, "via": "device_cloud",
                                                  "timeout_s": COMMAND_TIMEOUT_S})
         if response.status_code not in (200, 201):
+            try:
+                error = response.json().get("error")
+            except (ValueError, AttributeError):
+                error = None
             return {"device_id": device, "action": action, "status": f"HTTP {response.status_code}",
-                    "error_code": (response.json() or {}).get("error"), "command_id": "-"}
+                    "error_code": error, "command_id": "-"}
         command = response.json()
         deadline = time.monotonic() + COMMAND_TIMEOUT_S + 10
         while command.get("status") == "pending" and time.monotonic() < deadline:

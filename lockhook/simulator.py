@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import random
@@ -89,7 +90,7 @@ def _authorized(request: Request, config: SimulatorConfig) -> bool:
         return True
     auth = request.headers.get("authorization", "")
     offered = auth[7:] if auth.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
-    return offered == config.api_key
+    return hmac.compare_digest(offered.encode(), config.api_key.encode())
 
 
 async def _json(request: Request) -> dict | None:
@@ -227,7 +228,7 @@ async def list_actions(request: Request) -> JSONResponse:
     """What the simulator did, for tests and the demo."""
     state: SimState = request.app.state.sim
     return JSONResponse({"actions": list(state.actions.values()),
-                         "action_attempts": [{k: v for k, v in a.items()} for a in state.attempts.values()]})
+                         "action_attempts": list(state.attempts.values())})
 
 
 async def healthz(request: Request) -> JSONResponse:
