@@ -62,17 +62,23 @@ def _secret_or_settings(secret: str | None, endpoint: str) -> str:
 def replay(paths: list[str] = typer.Argument(..., help="fixture files, JSONL files or folders"),
            url: str = typer.Option(..., help="receiver base URL, e.g. http://127.0.0.1:8000"),
            secret: str = typer.Option(None, help="whsec_... to sign with (default: SEAM_WEBHOOK_SECRET)"),
-           device_cloud_secret: str = typer.Option(None, help="for device-cloud deliveries (default: --secret)"),
+           device_cloud_secret: str = typer.Option(
+               None, help="for device-cloud deliveries (default: DEVICE_CLOUD_WEBHOOK_SECRET, then --secret)"),
            rate: float = typer.Option(None, min=0.001, help="deliveries per second (default: as fast as answered)"),
            new_ids: bool = typer.Option(False, "--new-ids", help="give every delivery a fresh id")) -> None:
     """Re-sign recorded deliveries with fresh timestamps and post them; exit 1 if any was rejected."""
     from lockhook.errors import ConfigError
     from lockhook.replay import run_replay
 
-    seam = _secret_or_settings(secret, "seam")
-    cloud = device_cloud_secret or secret or (get_settings().webhook_secrets("device-cloud") or [seam])[0]
+    settings = get_settings()
+    seam = [_secret_or_settings(secret, "seam")]
+    # the device-cloud endpoint may have its own secret: the flag, else its env secret, else --secret
+    cloud = [device_cloud_secret] if device_cloud_secret else settings.webhook_secrets("device-cloud")[:1] + seam
+    if not secret:
+        seam += settings.webhook_secrets("device-cloud")[:1]
     try:
-        code = run_replay(paths, url, {"seam": seam, "device-cloud": cloud}, rate, new_ids)
+        code = run_replay(paths, url, {"seam": list(dict.fromkeys(seam)), "device-cloud": list(dict.fromkeys(cloud))},
+                          rate, new_ids)
     except (ConfigError, OSError, ValueError) as exc:
         _fail(exc)
     raise typer.Exit(code)

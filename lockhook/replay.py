@@ -99,11 +99,13 @@ def load(paths: list[str]) -> list[tuple[str, dict]]:
     return items
 
 
-def replay(items: list[tuple[str, dict]], url: str, secrets: dict[str, str], rate: float | None = None,
+def replay(items: list[tuple[str, dict]], url: str, secrets: dict[str, str | list[str]], rate: float | None = None,
            new_ids: bool = False, client: httpx.Client | None = None, on_result=None) -> ReplayReport:
     """Post each delivery in order (or at `rate` per second); ids are kept unless `new_ids`.
 
     With `new_ids`, one recorded id maps to one new id, so a recorded duplicate stays a duplicate.
+    `secrets` gives each endpoint's secret, or candidates tried in order while the receiver answers
+    `invalid_signature` (nothing is stored on a 401, so a second try is harmless).
     """
     report = ReplayReport()
     renamed: dict[str, str] = {}
@@ -121,13 +123,17 @@ def replay(items: list[tuple[str, dict]], url: str, secrets: dict[str, str], rat
                 if pause > 0:
                     time.sleep(pause)
                 next_at = max(next_at, time.monotonic()) + interval
-            headers = resign(fixture, secrets[endpoint], delivery_id)
-            try:
-                response = client.post(f"{url.rstrip('/')}/webhooks/{endpoint}", headers=headers,
-                                       content=fixture["body"].encode())
-                outcome, reason = classify(response)
-            except httpx.HTTPError as exc:
-                outcome, reason = "rejected", f"{type(exc).__name__}"
+            candidates = secrets[endpoint]
+            for secret in [candidates] if isinstance(candidates, str) else candidates:
+                headers = resign(fixture, secret, delivery_id)
+                try:
+                    response = client.post(f"{url.rstrip('/')}/webhooks/{endpoint}", headers=headers,
+                                           content=fixture["body"].encode())
+                    outcome, reason = classify(response)
+                except httpx.HTTPError as exc:
+                    outcome, reason = "rejected", f"{type(exc).__name__}"
+                if reason != "HTTP 401 invalid_signature":
+                    break
             result = Result(source, endpoint, delivery_id, outcome, reason)
             report.results.append(result)
             if on_result is not None:
@@ -159,7 +165,8 @@ def render_summary(report: ReplayReport, console) -> None:
         console.print(why)
 
 
-def run_replay(paths: list[str], url: str, secrets: dict[str, str], rate: float | None, new_ids: bool) -> int:
+def run_replay(paths: list[str], url: str, secrets: dict[str, str | list[str]], rate: float | None,
+               new_ids: bool) -> int:
     """The CLI: progress bar, summary table, exit code 1 when anything was rejected."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -127,3 +127,18 @@ def test_sign_prints_curl_ready_headers_that_verify(tmp_path):
     headers = dict(line.split("'")[1].split(": ", 1) for line in result.output.strip().splitlines())
     assert verify([SECRET], headers, recorded["body"].encode()) == recorded["headers"]["webhook-id"]
     assert SECRET not in result.output
+
+
+def test_replay_cli_process_with_one_secret_uses_the_env_device_cloud_secret(settings, start_web):
+    """As typed in a shell: `--secret` only; device-cloud deliveries are signed with its configured secret."""
+    import subprocess
+
+    from tests.conftest import process_env
+
+    base = start_web()
+    done = subprocess.run(["lockhook", "replay", str(FIXTURES), "--url", base, "--secret", SECRET, "--rate", "100"],
+                          env=process_env(settings), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    total = len(list(read_fixtures(FIXTURES)))
+    assert _summary(done.stdout) == {"accepted": total - 1, "duplicate": 1, "quarantined": 0, "rejected": 0,
+                                     "total": total}
