@@ -43,7 +43,7 @@ from lockhook.notify_payloads import (
     slack_body,
     target_label,
 )
-from lockhook.outcomes import COMMAND_OUTCOMES, Outcome, subscribe
+from lockhook.outcomes import COMMAND_OUTCOMES, LOCK_STATE_CHANGED, Outcome, subscribe
 from lockhook.settings import Settings, get_settings
 from lockhook.signatures import signature_headers
 
@@ -79,6 +79,10 @@ def enqueue_notifications(client, settings: Settings, outcome: Outcome) -> list[
                         "label": target_label(kind, url), "url": url or "", "body": text, "status": QUEUED,
                         "attempts": 0, "round": 1, "command_id": outcome.command_id or "",
                         "device_id": outcome.device_id or data.get("device_id") or "", "created_at": now_ms()})
+    if not records:  # only the log line: no jobs to tie to the guard
+        if client.set(guard, "1", nx=True, ex=defaults.NOTIFY_GUARD_TTL_S):
+            _log_outcome(outcome, data, [])
+        return []
     with client.pipeline() as pipe:
         try:
             pipe.watch(guard)
@@ -104,10 +108,13 @@ def _log_outcome(outcome: Outcome, data: dict, targets: list[str]) -> None:
     if data.get("resolved_at") and data.get("created_at"):
         parse = datetime.fromisoformat
         latency = int((parse(data["resolved_at"]) - parse(data["created_at"])).total_seconds() * 1000)
+    status = data.get("status")
+    if outcome.type == LOCK_STATE_CHANGED and data.get("locked") is not None:
+        status = "locked" if data["locked"] else "unlocked"
     log.info("%s", outcome.type, extra={
         "outcome": outcome.type, "command_id": outcome.command_id, "device_id": data.get("device_id"),
-        "status": data.get("status") or ("locked" if data.get("locked") else "unlocked" if "locked" in data else None),
-        "error_code": data.get("error_code"), "latency_ms": latency, "target": ",".join(targets) or None})
+        "status": status, "error_code": data.get("error_code"), "latency_ms": latency,
+        "target": ",".join(targets) or None})
 
 
 @subscribe

@@ -403,3 +403,14 @@ def test_worker_killed_while_sending_resends_the_same_webhook_id(start_web, star
     assert [x["step"] for x in got] == ["hang", "ok"]
     assert got[0]["headers"]["webhook-id"] == got[1]["headers"]["webhook-id"], "the documented window: same id"
     assert records(r)[0].status == "delivered"
+
+
+def test_with_no_target_an_outcome_is_one_log_line(r, settings, caplog):
+    cmd, _ = CommandStore(r).register("dev_l", "lock", "external", status="rejected", error_code="JAMMED")
+    outcome = Outcome(type="command.rejected", at_ms=1, command_id=cmd.command_id)
+    with caplog.at_level("INFO", logger="lockhook.notifications"):
+        assert enqueue_notifications(r, settings, outcome) == []
+        assert enqueue_notifications(r, settings, outcome) == []
+    [line] = [rec for rec in caplog.records if rec.name == "lockhook.notifications"]
+    assert line.outcome == "command.rejected" and line.error_code == "JAMMED" and line.device_id == "dev_l"
+    assert r.llen("rq:queue:notifications") == 0
