@@ -38,6 +38,8 @@ FAILURE_MESSAGES = {
     "MECHANISM_ERROR": "The lock mechanism reported an error.",
 }
 DELIVERY_ATTEMPTS = 5
+OFFLINE_PREFIX = "offline"  # lock ids that are always offline, for tests without flags
+JAMMED_PREFIX = "jammed"    # lock ids whose actions always fail (LOCK_JAMMED unless --failure-code)
 
 
 @dataclass
@@ -51,7 +53,7 @@ class SimulatorConfig:
     delay_max_s: float | None = None
     failure_rate: float = 0.0          # share of actions that complete with status failed
     failure_code: str = "LOCK_JAMMED"
-    offline: frozenset[str] = frozenset()  # locks that answer DEVICE_OFFLINE at once
+    offline: frozenset[str] = frozenset()  # locks that answer DEVICE_OFFLINE at once (also ids "offline*")
     performed_via: str = "remote_api"
     duplicate_rate: float = 0.0        # share of webhooks delivered twice with the same id (like Svix retries)
     api_key: str | None = None         # when set, requests must carry it (Bearer or X-API-Key)
@@ -72,8 +74,12 @@ class SimState:
         high = max(self.config.delay_max_s or self.config.delay_s, self.config.delay_s)
         return self.rng.uniform(self.config.delay_s, high)
 
-    def fails(self) -> bool:
-        return self.rng.random() < self.config.failure_rate
+    def fails(self, lock_id: str) -> bool:
+        """Lock ids starting with "jammed" always fail; others at the configured rate."""
+        return lock_id.startswith(JAMMED_PREFIX) or self.rng.random() < self.config.failure_rate
+
+    def offline(self, lock_id: str) -> bool:
+        return lock_id in self.config.offline or lock_id.startswith(OFFLINE_PREFIX)
 
     def spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -148,13 +154,13 @@ async def device_action(request: Request) -> JSONResponse:
     if data is None or data.get("action") not in ACTIONS:
         return JSONResponse({"error_code": "INVALID_REQUEST", "message": "action must be lock or unlock"},
                             status_code=400)
-    if lock_id in state.config.offline:
+    if state.offline(lock_id):
         return JSONResponse({"error_code": "DEVICE_OFFLINE",
                              "message": "The device is currently offline and cannot accept commands."},
                             status_code=409)
     custom_id = data.get("custom_id") if isinstance(data.get("custom_id"), str) else None
     action_id = "act_" + uuid.uuid4().hex[:16]
-    failed = state.fails()
+    failed = state.fails(lock_id)
     record = {"action_id": action_id, "custom_id": custom_id, "lock_id": lock_id, "action": data["action"],
               "outcome": "failed" if failed else "success", "error_code": state.config.failure_code if failed else None,
               "delay_s": state.delay()}
@@ -201,12 +207,12 @@ def seam_action(action_type: str):
         if not isinstance(device_id, str) or not device_id:
             return JSONResponse({"error": {"type": "invalid_input", "message": "device_id is required"}, "ok": False},
                                 status_code=400)
-        if device_id in state.config.offline:
+        if state.offline(device_id):
             return JSONResponse({"error": {"type": "device_offline", "message": "The device is offline."},
                                  "ok": False}, status_code=400)
         attempt = {"action_attempt_id": str(uuid.uuid4()), "action_type": action_type, "status": "pending",
                    "result": None, "error": None, "device_id": device_id,
-                   "planned": "failed" if state.fails() else "success", "delay_s": state.delay()}
+                   "planned": "failed" if state.fails(device_id) else "success", "delay_s": state.delay()}
         state.attempts[attempt["action_attempt_id"]] = attempt
         state.spawn(_complete_seam_attempt(state, attempt))
         return JSONResponse({"action_attempt": _attempt_view(attempt), "ok": True})

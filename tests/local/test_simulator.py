@@ -63,6 +63,13 @@ def test_device_cloud_actions_confirm_by_signed_webhook(r, start_web, start_work
     assert r.hget(keys.lock_state("front"), "locked") == b"0"
     bad = httpx.post(f"{sim}/locks/front/actions", json={"action": "open"})
     assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_REQUEST"
+    # lock ids by convention, no flags needed: offline* refuses at once, jammed* always fails
+    offline = httpx.post(f"{sim}/locks/offline_7/actions", json={"action": "lock", "custom_id": "req_off"})
+    assert (offline.status_code, offline.json()["error_code"]) == (409, "DEVICE_OFFLINE")
+    jam, _ = store.register("jammed_1", "lock", "device_cloud", custom_id="req_jam", schedule_expiry=False)
+    httpx.post(f"{sim}/locks/jammed_1/actions", json={"action": "lock", "custom_id": "req_jam"})
+    jammed = wait_for(lambda: _status(store, jam.command_id), timeout=20)  # matched by custom_id alone
+    assert (jammed.status, jammed.error_code) == ("failed", "LOCK_JAMMED")
 
 
 def test_failures_offline_locks_and_retried_deliveries(r, start_web, start_worker, start_simulator):
