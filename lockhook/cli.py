@@ -127,9 +127,9 @@ def simulate(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(809
              seam_secret: str = typer.Option(None, help="signs Seam webhooks (default: SEAM_WEBHOOK_SECRET)"),
              delay: float = typer.Option(0.5, min=0, help="seconds before the completion webhook"),
              delay_max: float = typer.Option(None, min=0, help="random delay up to this (default: --delay)"),
-             failure_rate: float = typer.Option(0.0, min=0, max=1, help="share of actions that fail"),
+             failure_rate: float = typer.Option(0.0, min=0, max=1, help="share that fail (jammed* ids: all)"),
              failure_code: str = typer.Option("LOCK_JAMMED", help="error_code of failed actions"),
-             offline: list[str] = typer.Option(None, help="lock ids that answer DEVICE_OFFLINE (repeatable)"),
+             offline: list[str] = typer.Option(None, help="DEVICE_OFFLINE lock ids (repeatable; offline* ids too)"),
              duplicate_rate: float = typer.Option(0.0, min=0, max=1, help="share of webhooks sent twice"),
              api_key: str = typer.Option(None, help="require this key (Bearer or X-API-Key)"),
              seed: int = typer.Option(None, help="random seed for repeatable runs")) -> None:
