@@ -4,6 +4,8 @@ A record holds what is needed to send again with the same `webhook-id` and the s
 (for webhooks and callbacks; the Slack URL is a secret and is read from settings at send time), body,
 status (queued, sending, retrying, delivered, failed), attempts of the current round, last error.
 Each send is an RQ job on queue `notifications` whose id is derived from (notification, round, attempt).
+Unfinished notifications sit in a zset scored by when they are overdue; the maintenance sweep re-queues
+an attempt whose job was lost (a worker killed mid-send), so nothing waits forever.
 """
 
 from __future__ import annotations
