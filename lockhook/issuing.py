@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -86,7 +87,24 @@ def seam_client(settings: Settings):
                                "wait_for_action_attempt": False}
     if settings.seam_endpoint:
         options["endpoint"] = settings.seam_endpoint
-    return Seam(**options)
+    try:
+        return Seam(**options)
+    except Exception as exc:  # e.g. SeamInvalidTokenError: a key that is not a Seam key
+        log.error("cannot build the Seam client: %s", type(exc).__name__)
+        raise IssuerNotConfigured("seam", "a valid SEAM_API_KEY") from None
+
+
+@contextmanager
+def _seam(settings: Settings, client):
+    """The given client, or a new one that is closed afterwards (each holds an httpx connection pool)."""
+    if client is not None:
+        yield client
+        return
+    own = seam_client(settings)
+    try:
+        yield own
+    finally:
+        own.client.close()
 
 
 def _attempt_status(attempt) -> tuple[str, str | None, str | None]:
@@ -113,12 +131,12 @@ def _seam_failure(exc: Exception, what: str) -> LockhookError:
 
 def issue_seam(settings: Settings, device_id: str, action: str, client=None) -> Issued:
     """`locks.lock_door` / `unlock_door` without waiting; the action attempt id is what confirms it later."""
-    client = client or seam_client(settings)
-    call = client.locks.lock_door if action == "lock" else client.locks.unlock_door
-    try:
-        attempt = call(device_id=device_id, wait_for_action_attempt=False)
-    except Exception as exc:  # SDK errors, httpx transport errors, invalid responses
-        raise _seam_failure(exc, action) from None
+    with _seam(settings, client) as seam:
+        call = seam.locks.lock_door if action == "lock" else seam.locks.unlock_door
+        try:
+            attempt = call(device_id=device_id, wait_for_action_attempt=False)
+        except Exception as exc:  # SDK errors, httpx transport errors, invalid responses
+            raise _seam_failure(exc, action) from None
     attempt_id = getattr(attempt, "action_attempt_id", None)
     if not attempt_id:
         raise UpstreamError("Seam answered without an action_attempt_id")
@@ -128,11 +146,11 @@ def issue_seam(settings: Settings, device_id: str, action: str, client=None) -> 
 
 def poll_seam(settings: Settings, action_attempt_id: str, client=None) -> Issued:
     """`action_attempts.get`: the attempt's current status (Refused when Seam does not know it)."""
-    client = client or seam_client(settings)
-    try:
-        attempt = client.action_attempts.get(action_attempt_id=action_attempt_id, wait_for_action_attempt=False)
-    except Exception as exc:
-        raise _seam_failure(exc, "action_attempts.get") from None
+    with _seam(settings, client) as seam:
+        try:
+            attempt = seam.action_attempts.get(action_attempt_id=action_attempt_id, wait_for_action_attempt=False)
+        except Exception as exc:
+            raise _seam_failure(exc, "action_attempts.get") from None
     status, code, message = _attempt_status(attempt)
     return Issued(action_attempt_id=action_attempt_id, status=status, error_code=code, error_message=message)
 

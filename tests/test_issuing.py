@@ -78,9 +78,11 @@ def test_seam_unreachable_is_an_upstream_error(settings):
         issuing.issue_seam(down, SEAM_DEVICE, "lock")
 
 
-def test_seam_without_api_key_is_not_configured(settings):
+def test_seam_without_a_usable_api_key_is_not_configured(settings):
     with pytest.raises(issuing.IssuerNotConfigured):
         issuing.seam_client(settings)
+    with pytest.raises(issuing.IssuerNotConfigured):
+        issuing.seam_client(configured(settings, seam_api_key="not-a-seam-key"))
 
 
 # -- poll job ---------------------------------------------------------------------------------------

@@ -215,6 +215,21 @@ def test_seam_confirms_by_webhook(api, r):
     assert done["status"] == "succeeded" and done["resolved_by"] == "event:evt_aa1"
 
 
+def test_a_webhook_that_beats_the_api_response_resolves_the_command_at_once(api, fake_seam, r):
+    upcoming = f"action_attempt{fake_seam.next_attempt_number() + 1}"  # the fake numbers its attempts
+    event = {"event_id": "evt_early", "event_type": "action_attempt.unlock_door.succeeded", "workspace_id": "ws",
+             "action_attempt_id": upcoming, "action_type": "UNLOCK_DOOR", "status": "success",
+             "created_at": "2025-05-22T10:45:12Z"}
+    body = json.dumps(event).encode()
+    assert api.post("/webhooks/seam", content=body, headers=signed(body, "msg_early")).status_code == 202
+    drain(r)  # parked: no command has that attempt id yet
+    resp = post(api, {"device_id": SEAM_DEVICE, "action": "unlock", "via": "seam"})
+    assert resp.status_code == 201
+    command = resp.json()
+    assert command["action_attempt_id"] == upcoming
+    assert (command["status"], command["resolved_by"]) == ("succeeded", "event:evt_early")
+
+
 def test_seam_refusal_makes_the_command_rejected(api):
     resp = post(api, {"device_id": "no_such_device", "action": "lock", "via": "seam"})
     assert resp.status_code == 201
