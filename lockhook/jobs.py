@@ -61,9 +61,13 @@ def schedule_expiry(connection, command_id: str, deadline_ms: int) -> None:
 
 
 def schedule_seam_poll(connection, command_id: str, delay_s: float) -> None:
-    """Poll Seam's action attempt after `delay_s` in case its webhook is late or lost."""
+    """Poll Seam's action attempt after `delay_s` in case its webhook is late or lost.
+
+    On the notifications queue (the worker's child process runs it too): a slow Seam API must not hold up
+    the events queue, which drains webhooks.
+    """
     from datetime import timedelta
 
-    events_queue(connection).enqueue_in(timedelta(seconds=max(delay_s, 0)), POLL_SEAM, command_id,
-                                        result_ttl=0, failure_ttl=24 * 3600,
-                                        retry=Retry(max=3, interval=[2, 5, 15]))
+    queue = Queue(defaults.QUEUE_NOTIFICATIONS, connection=connection)
+    queue.enqueue_in(timedelta(seconds=max(delay_s, 0)), POLL_SEAM, command_id, result_ttl=0,
+                     failure_ttl=24 * 3600, retry=Retry(max=3, interval=[2, 5, 15]))
