@@ -227,7 +227,7 @@ def summary_section(ov: Overview) -> str:
         ("notified", notifications.get("delivered", 0)), ("notify failed", len(ov.failed_notifications)),
     ]
     return '<div class="cards">' + "".join(
-        f'<div class="card" data-count="{e(label)}"><b>{value}</b><span>{e(label)}</span></div>'
+        f'<div class="card"><b data-count="{e(label)}">{value}</b><span>{e(label)}</span></div>'
         for label, value in cards) + "</div>"
 
 

@@ -47,6 +47,10 @@ def observed(endpoint: str, handler: Handler) -> Handler:
                                                  "outcome": exc.code, "status": exc.status_code,
                                                  "latency_ms": round(elapsed * 1000, 2)})
             raise
+        except Exception:
+            elapsed = time.perf_counter() - started
+            record_rejection(endpoint, "internal_error", 500, elapsed)
+            raise
         elapsed = time.perf_counter() - started
         record_ack(endpoint, elapsed)
         if log.isEnabledFor(logging.INFO):

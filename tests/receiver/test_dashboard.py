@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import subprocess
 import threading
 import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -161,6 +164,7 @@ def target():
 
 @pytest.fixture
 def browser():
+    """Headless Chromium; list it after start_web so it closes first (its live streams end before web stops)."""
     from playwright.sync_api import sync_playwright
 
     assert shutil.which(CHROMIUM), "chromium missing: run scripts/test-deps.sh (make test installs it)"
@@ -177,7 +181,7 @@ def shot(page, name: str) -> Path:
     return path
 
 
-def test_browser_login_live_resolution_and_resend(browser, start_web, start_worker, target):
+def test_browser_login_live_resolution_and_resend(start_web, start_worker, target, browser):
     env = {"NOTIFY_WEBHOOK_URL": target.url, "NOTIFY_WEBHOOK_SECRET": NOTIFY_SECRET}
     base = start_web(**env)
     start_worker(**env)
@@ -265,3 +269,71 @@ def test_browser_login_live_resolution_and_resend(browser, start_web, start_work
     shot(mobile, "dashboard-6-phone.png")
     phone.close()
     context.close()
+
+
+def test_demo_run_on_the_dashboard_matches_metrics(start_web, start_worker, settings, tmp_path, browser):
+    """Done when: a demo-style run (simulator, commands through the API) shows live and agrees with /metrics."""
+    from lockhook.demo import issue_and_wait, plan
+    from tests.conftest import PYTHON, free_port, process_env
+
+    sim_port = free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    base = start_web(DEVICE_CLOUD_URL=sim_url)
+    start_worker(DEVICE_CLOUD_URL=sim_url)
+    with open(tmp_path / "simulator.log", "w") as log:
+        simulator = subprocess.Popen(
+            [PYTHON, "-m", "lockhook.cli", "simulate", "--port", str(sim_port), "--receiver-url", base,
+             "--secret", DEVICE_CLOUD_SECRET, "--delay", "0.2", "--delay-max", "1.0", "--failure-rate", "0.3",
+             "--offline", "garage", "--duplicate-rate", "0.3", "--seed", "7"],
+            env=process_env(settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            wait_for(lambda: _answers(sim_url + "/healthz"), timeout=20)
+            page.goto(base + "/dashboard")
+            page.fill("#token", API_TOKEN)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#live.on")
+            page.evaluate("window.__sameDocument = true")
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                results = list(pool.map(lambda p: issue_and_wait(base, API_TOKEN, *p), plan(16)))
+            statuses = Counter(c["status"] for c in results)
+            assert sum(statuses.values()) == 16 and not statuses.get("pending"), statuses
+
+            def cards() -> dict[str, int]:
+                return {el.get_attribute("data-count"): int(el.text_content())
+                        for el in page.query_selector_all("#summary .card b")}
+
+            wait_for(lambda: all(cards().get(s) == statuses.get(s, 0) for s in ("succeeded", "failed", "rejected")),
+                     timeout=10)
+            assert page.evaluate("window.__sameDocument") is True  # all of it arrived live
+            rows = {el.get_attribute("data-command"): el.get_attribute("data-status")
+                    for el in page.query_selector_all("#commands tr[data-command]")}
+            assert rows == {c["command_id"]: c["status"] for c in results}
+            assert page.query_selector_all("#locks tbody tr"), "lock states are shown"
+            shot(page, "dashboard-7-demo.png")
+
+            text = httpx.get(base + "/metrics", headers=AUTH, timeout=10).text
+            m = {f.name: f.samples for f in text_string_to_metric_families(text)}
+            commands = {s.labels["outcome"]: s.value for s in m["lockhook_commands"]}
+            assert commands == {k: float(v) for k, v in statuses.items()}
+            board = cards()
+            deliveries = {s.labels["outcome"]: s.value for s in m["lockhook_deliveries"]
+                          if s.labels["scope"] == "cluster" and s.labels["endpoint"] == "device-cloud"}
+            wait_for(lambda: cards().get("duplicates") == deliveries.get("duplicate", 0), timeout=5)
+            assert board["accepted"] == deliveries["accepted"] == statuses["succeeded"] + statuses["failed"]
+            events = sum(s.value for s in m["lockhook_events"])
+            assert board["events"] == events == deliveries["accepted"]
+            confirmed = [s.value for s in m["lockhook_confirmation_latency_seconds"]
+                         if s.name.endswith("_count") and s.labels["via"] == "device_cloud"]
+            assert confirmed == [statuses["succeeded"] + statuses["failed"]]
+        finally:
+            page.close()  # ends its live stream, so the web process stops at once
+            simulator.terminate()
+            simulator.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
