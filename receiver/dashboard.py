@@ -107,8 +107,14 @@ async def login(request: Request) -> Response:
         return _html(html.login_page("That is not the API token."), 401)
     response = RedirectResponse("/dashboard", status_code=303, headers=SECURITY_HEADERS)
     response.set_cookie(COOKIE, session_value(settings.api_token), max_age=COOKIE_MAX_AGE_S, path="/dashboard",
-                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+                        httponly=True, samesite="strict", secure=_https(request))
     return response
+
+
+def _https(request: Request) -> bool:
+    """Behind a PaaS router TLS ends at the proxy, which says so in X-Forwarded-Proto."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
 
 
 async def logout(request: Request) -> Response:

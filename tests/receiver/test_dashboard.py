@@ -64,6 +64,10 @@ def test_login_form_cookie_and_token(client, make_app):
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower() and "Path=/dashboard" in cookie
     assert API_TOKEN not in cookie  # the cookie holds a derived value, not the API token
+    behind_tls = client.post("/dashboard/login", content=f"token={API_TOKEN}", follow_redirects=False,
+                             headers={"content-type": "application/x-www-form-urlencoded",
+                                      "x-forwarded-proto": "https"})
+    assert "Secure" in behind_tls.headers["set-cookie"] and "Secure" not in cookie
     client.cookies.set(COOKIE, response.cookies[COOKIE])
     page = client.get("/dashboard")
     assert page.status_code == 200 and "Pending" in page.text
