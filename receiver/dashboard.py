@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from lockhook import defaults
-from lockhook.errors import ApiDisabled, NotFound, Unauthorized, ValidationFailed
+from lockhook.errors import ApiDisabled, NotFound, StorageUnavailable, Unauthorized, ValidationFailed
 from receiver import dashboard_data as data
 from receiver import dashboard_html as html
 from receiver.auth import is_authorized
@@ -74,7 +74,11 @@ def _html(body: str, status_code: int = 200) -> HTMLResponse:
 
 
 async def _read(fn, *args):
-    return await anyio.to_thread.run_sync(fn, *args)
+    """Run a sync Redis read in a thread; a Redis failure is a 503, not a 500."""
+    try:
+        return await anyio.to_thread.run_sync(fn, *args)
+    except (RedisError, OSError):
+        raise StorageUnavailable("storage is unavailable") from None
 
 
 async def dashboard(request: Request) -> Response:
@@ -182,7 +186,7 @@ async def events(request: Request) -> Response:
                     if sections is not None:
                         yield "event: update\ndata: " + json.dumps({"sections": sections}) + "\n\n"
                     last, quiet_since = current, time.monotonic()
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, StorageUnavailable) as exc:
                 yield "event: unavailable\ndata: " + json.dumps({"error": type(exc).__name__}) + "\n\n"
             if time.monotonic() - quiet_since > 15:
                 yield ": keep-alive\n\n"

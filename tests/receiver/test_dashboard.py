@@ -77,6 +77,9 @@ def test_login_form_cookie_and_token(client, make_app):
     client.cookies.set(COOKIE, "0" * 64)
     assert "Pending" not in client.get("/dashboard").text
 
+    with TestClient(make_app(redis_url="redis://127.0.0.1:1/0")) as down:
+        response = down.get("/dashboard", headers=AUTH)
+        assert response.status_code == 503 and response.json()["error"] == "storage_unavailable"
     with TestClient(make_app(lockhook_api_token=None)) as disabled:
         assert disabled.get("/dashboard").status_code == 503
         assert disabled.get("/dashboard/events", headers=AUTH).json()["error"] == "api_disabled"
