@@ -23,7 +23,10 @@ def _lenient_time(value: Any) -> Any:
             value = value[:-1] + "Z"
     elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value / 1000 if value > 10_000_000_000 else value
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):  # out of range: a validation error, not a crash
+            raise ValueError("timestamp out of range") from None
     return value
 
 
@@ -122,7 +125,7 @@ def parse_event(data: dict) -> tuple[BaseEvent, str | None]:
 
 
 def _ms(value: datetime | None) -> int | None:
-    if value is None:
+    if not isinstance(value, datetime):  # e.g. an unvalidated extra field named `timestamp` on a generic event
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)

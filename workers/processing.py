@@ -44,7 +44,10 @@ def apply_entries(client, entries: list[tuple[bytes, dict]]) -> list[bytes]:
     done: list[bytes] = []
     applied: list[tuple[bytes, dict]] = []
     for stream_id, fields in entries:
-        n, problem = prepare(fields)
+        try:
+            n, problem = prepare(fields)
+        except Exception as exc:  # one malformed entry must not block its batch forever (it stays in the stream)
+            n, problem = None, f"cannot be prepared ({type(exc).__name__})"
         if n is None:
             log.warning("inbox entry skipped: %s", problem, extra={"delivery_id": _text(fields).get("delivery_id")})
             done.append(stream_id)
