@@ -1,0 +1,1 @@
+"""Baselines the benchmarks run beside lockhook, on the same machine, with the same load generator."""
