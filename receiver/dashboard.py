@@ -29,6 +29,7 @@ log = logging.getLogger("lockhook.dashboard")
 COOKIE = "lockhook_session"
 COOKIE_MAX_AGE_S = 7 * 24 * 3600
 LOGIN_BODY_MAX = 4096
+LOGIN_FIELDS = ("token", "api_token", "password")  # the form sends `token`; scripts may use the others
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; script-src 'self'; "
                                "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -103,7 +104,8 @@ async def login(request: Request) -> Response:
         if len(body) > LOGIN_BODY_MAX:
             raise ValidationFailed("login form too large")
     try:
-        token = parse_qs(body.decode("utf-8"), max_num_fields=5).get("token", [""])[0].strip()
+        form = parse_qs(body.decode("utf-8"), max_num_fields=5)
+        token = next((form[k][0] for k in LOGIN_FIELDS if form.get(k)), "").strip()
     except (UnicodeDecodeError, ValueError):
         token = ""
     if not token or not hmac.compare_digest(token.encode(), settings.api_token.encode()):
