@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import math
 import os
 import shutil
 import signal
@@ -375,8 +376,8 @@ def mib(n: int) -> str:
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))]
+    ordered = sorted(values)  # nearest rank
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
 def log(msg: str) -> None:
