@@ -109,10 +109,11 @@ def inbox_settled(client: redis.Redis) -> bool:
 class NotifyTarget:
     """A local HTTP server standing in for a customer's notification endpoint; records every request."""
 
-    def __init__(self, status: int = 200, delay_s: float = 0.0):
+    def __init__(self, status: int = 200, delay_s: float = 0.0, headers: dict[str, str] | None = None):
         self.requests: list[dict] = []
         self.status = status
         self.delay_s = delay_s
+        self.headers = headers or {}
         self.lock = threading.Lock()
         target = self
 
@@ -127,6 +128,8 @@ class NotifyTarget:
                 if target.delay_s:
                     time.sleep(target.delay_s)
                 self.send_response(target.status)
+                for name, value in target.headers.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
 

@@ -1,0 +1,113 @@
+"""SSRF through per-command callback URLs: internal addresses are refused at POST /commands (also behind DNS
+names that resolve to loopback), the allowlist admits only its hosts, send time re-checks (DNS rebinding),
+and redirects are never followed."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+
+from lockhook import outcomes
+from lockhook.callback_policy import check_callback_url
+from lockhook.commands import CommandStore
+from lockhook.errors import CallbackUrlRefused
+from lockhook.notification_store import NotificationStore
+from tests.conftest import API_TOKEN, signed, wait_for
+from tests.reliability.helpers import NotifyTarget, attempt_succeeded, body
+from workers.notifications import deliver, enqueue_notifications
+
+AUTH = {"authorization": f"Bearer {API_TOKEN}"}
+REFUSED = {"callback_url_refused", "callback_url_unresolvable"}
+
+INTERNAL = [
+    "http://127.0.0.1:8000/cb", "http://localhost:8000/cb", "http://LOCALHOST./cb", "http://localhost.localdomain/",
+    "http://127.1/cb", "http://2130706433/cb", "http://0x7f000001/cb", "http://017700000001/cb", "http://0/cb",
+    "http://0.0.0.0:8000/", "http://[::1]:8000/", "http://[::ffff:127.0.0.1]/", "http://[fe80::1]/",
+    "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://172.16.0.1/", "http://192.168.0.1/",
+    "http://100.64.0.1/", "http://user:pw@127.0.0.1/", "http://hooks.example.com@127.0.0.1/",
+    "http://127.0.0.1.nip.io/cb", "file:///etc/passwd", "gopher://127.0.0.1:6379/_INFO", "ftp://127.0.0.1/",
+    f"http://{socket.gethostname()}:8000/cb",  # this machine's own name (loopback or a private address)
+]
+
+
+def post_command(base: str, callback_url: str, n: int) -> httpx.Response:
+    return httpx.post(base + "/commands", headers=AUTH, timeout=15,
+                      json={"device_id": "dev_ssrf", "action": "lock", "via": "external",
+                            "action_attempt_id": f"aa_ssrf_{n}", "callback_url": callback_url})
+
+
+def test_internal_callback_urls_are_refused_over_http(start_web):
+    base = start_web()
+    for n, url in enumerate(INTERNAL):
+        resp = post_command(base, url, n)
+        assert resp.status_code == 422, (url, resp.status_code, resp.text)
+        assert resp.json()["error"] in REFUSED | {"validation_error"}, (url, resp.text)
+    # names that do resolve, to loopback, are refused as such (not merely as unresolvable)
+    for n, host in enumerate(["localhost", "127.1", "2130706433", socket.gethostname()]):
+        resp = post_command(base, f"http://{host}:8000/cb", 100 + n)
+        assert resp.json()["error"] == "callback_url_refused", (host, resp.text)
+    assert httpx.get(base + "/commands?device_id=dev_ssrf", headers=AUTH).json()["count"] == 0  # none stored
+
+
+def test_the_allowlist_admits_only_its_hosts(start_web):
+    base = start_web(NOTIFY_ALLOWED_HOSTS="hooks.example.test")
+    assert post_command(base, "https://hooks.example.test/cb?t=1", 0).status_code == 201
+    for n, url in enumerate(["https://hooks.example.test.evil.test/cb", "https://evil.test/hooks.example.test",
+                             "https://hooks.example.test@127.0.0.1/cb", "https://evil.test/?h=hooks.example.test",
+                             "http://127.0.0.1/cb", "https://xhooks.example.test/"], start=1):
+        resp = post_command(base, url, n)
+        assert resp.status_code == 422 and resp.json()["error"] in REFUSED, (url, resp.text)
+
+
+@pytest.fixture
+def fake_dns(monkeypatch):
+    """Names resolving the way an attacker's DNS would answer (no internet here)."""
+    answers: dict[str, list[str]] = {}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host in answers:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in answers[host]]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return answers
+
+
+def test_names_resolving_to_loopback_and_dns_rebinding(fake_dns, settings, r):
+    fake_dns.update({"127.0.0.1.nip.io": ["127.0.0.1"], "mixed.test": ["93.184.216.34", "10.0.0.7"],
+                     "rebind.test": ["93.184.216.34"]})
+    for url in ("http://127.0.0.1.nip.io/cb", "http://mixed.test/cb"):
+        with pytest.raises(CallbackUrlRefused):
+            check_callback_url(url, settings)
+    # accepted at POST time (public), then the name is re-pointed at loopback before the send
+    url = "http://rebind.test:9/cb"
+    assert check_callback_url(url, settings) == url
+    command, _ = CommandStore(r).register("dev_rebind", "lock", "external", status="rejected", error_code="E",
+                                          callback_url=url)
+    s = settings.model_copy(update={"notify_webhook_secret": None})
+    [nid] = enqueue_notifications(r, s, outcomes.Outcome(type="command.rejected", at_ms=1,
+                                                         command_id=command.command_id))
+    fake_dns["rebind.test"] = ["127.0.0.1"]
+    result = deliver(NotificationStore(r).get(nid), s)
+    assert not result.delivered and result.error.startswith("callback_url_refused"), result
+
+
+def test_redirects_from_a_callback_are_not_followed(start_web, start_worker, r):
+    internal = NotifyTarget()
+    bouncer = NotifyTarget(status=302, headers={"location": internal.url})
+    try:
+        env = dict(NOTIFY_ALLOWED_HOSTS="127.0.0.1", NOTIFY_WEBHOOK_SECRET="whsec_c3NyZi10ZXN0LXNlY3JldC0xMjM0NTY3OA==")
+        base = start_web(**env)
+        start_worker(**env)
+        assert post_command(base, bouncer.url, 0).status_code == 201
+        raw = body(attempt_succeeded(0, "dev_ssrf") | {"action_attempt_id": "aa_ssrf_0"})
+        assert httpx.post(base + "/webhooks/seam", content=raw, headers=signed(raw, "msg_ssrf")).status_code == 202
+        wait_for(lambda: bouncer.requests, timeout=20)
+        wait_for(lambda: r.zcard("rq:wip:notifications") == 0 and r.llen("rq:queue:notifications") == 0, timeout=10)
+        assert internal.requests == []  # the 302 to another address was not followed
+    finally:
+        internal.close()
+        bouncer.close()
