@@ -42,6 +42,7 @@ class E2EResult:
     peak_rss: dict = field(default_factory=dict)
     profile: list | None = None
     notify: bool = True
+    notify_rate: float = 0.0
 
     def p(self, which: str, q: float) -> float | None:
         return percentile(getattr(self, which), q)
@@ -139,6 +140,9 @@ def run(r: BenchRedis, rate: float = 200, seconds: float = 30, drain_s: float = 
         release_port(notify_port)
     result = E2EResult(n, load, peak_rss={k.removesuffix(tag): v for k, v in rss.peak.items()}, profile=rows,
                        notify=notify)
+    if len(notified) > 1:
+        times = sorted(notified.values())
+        result.notify_rate = (len(times) - 1) / max(times[-1] - times[0], 1e-6)
     for i in range(n):
         command_id = f"cmd_e2e_{i}"
         if i in sent and command_id in resolved:

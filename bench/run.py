@@ -57,6 +57,9 @@ def e2e_section(res: e2e.E2EResult, rate: float, seconds: float, bare: e2e.E2ERe
           pct("resolved", 99, bare))
     s.notes.append(f"target: p99 <= 100 ms to resolution -> {pct('resolved', 99)} with a notification target, "
                    f"{pct('resolved', 99, bare)} without one")
+    if res.notify_rate:
+        s.notes.append(f"notifications arrived at {res.notify_rate:,.0f}/s on average (first to last), "
+                       f"for {rate:.0f} commands/s")
     s.notes.append("resolution time is when the command's `lh:cmd:<id>:done` message reached a subscriber; "
                    "notification time is when its signed POST reached the bench's receiver; counts are what "
                    "arrived before the run ended (10 s after the last webhook)")
