@@ -69,6 +69,7 @@ class Pools:
         self.threads = threads
         self.wrk_dir = write_wrk_files(signed_deliveries("sat", saturated), threads)
         self.fixed: list[Signed] = signed_deliveries("fix", fixed)
+        self.warm: list[Signed] = signed_deliveries("warm", 1000)
 
 
 def bench(system: str, r: BenchRedis, pools: Pools, port: int, seconds: int, processes: int = 1,
@@ -80,6 +81,8 @@ def bench(system: str, r: BenchRedis, pools: Pools, port: int, seconds: int, pro
     try:
         wait_port(port, server)
         fixed = None
+        # warm up (imports on first use, thread pool, Redis script cache) as a running server would be
+        open_loop(port, [s.http(f"127.0.0.1:{port}", "/webhooks/seam") for s in pools.warm], 2000)
         if fixed_rate:
             log(f"ingest {system} x{processes}: {len(pools.fixed):,} requests at {fixed_rate:.0f} req/s (open loop)")
             fixed = open_loop(port, [s.http(f"127.0.0.1:{port}", "/webhooks/seam") for s in pools.fixed],
@@ -124,6 +127,9 @@ def run(r: BenchRedis, pools: Pools, seconds: int, fixed_rate: float) -> tuple[S
         f"targets: (c) >= 0.7 x (a) -> {c.saturated.rps / a.saturated.rps:.2f}; (c) >= 4 x (b) -> "
         f"{c.saturated.rps / b.saturated.rps:.2f}; p99 <= 50 ms saturated -> {ms(c.saturated.p99)}; "
         f"p99 <= 10 ms at {fixed_rate:,.0f}/s -> {ms(c.fixed.p99 if c.fixed else None)}")
+    lags = ", ".join(f"{s} {ms(res.fixed.max_lag)}" for s, res in results.items() if res.fixed)
+    section.notes.append(f"worst scheduling lag of the open-loop generator itself: {lags} (a lag of more than a "
+                         "few ms means the machine, not the server, stalled: other processes share the cores)")
     section.notes.append(f"(c) stored {c.stored:,} deliveries in the inbox stream for {c.saturated.requests:,} "
                          "answered requests (each 202 only after its batch was written)")
     section.notes.append("load generators: wrk 4.1 replaying pre-signed requests (bench/wrk_replay.lua) for the "
