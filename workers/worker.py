@@ -45,7 +45,7 @@ def prepare(client) -> None:
 def serve(settings: Settings, queue_names: list[str], with_scheduler: bool, burst: bool = False) -> None:
     """Run an RQ worker, restarting it (with backoff) after Redis errors until asked to stop."""
     configure_logging(settings)
-    if with_scheduler and not burst:  # recovery (reclaim, stranded drains, deadlines) must not wait on RQ
+    if defaults.QUEUE_EVENTS in queue_names and not burst:  # recovery must not wait on RQ's scheduler
         from workers.maintenance import run_in_thread
 
         run_in_thread(settings, threading.Event())
@@ -82,10 +82,12 @@ def run(settings: Settings, queues: list[str] | None = None, burst: bool = False
         serve(settings, queues, with_scheduler=defaults.QUEUE_EVENTS in queues, burst=burst)
         return
     notifier = multiprocessing.get_context("fork").Process(
-        target=serve, args=(settings, [defaults.QUEUE_NOTIFICATIONS], False, burst), name="lockhook-notifier")
+        target=serve, args=(settings, [defaults.QUEUE_NOTIFICATIONS], True, burst), name="lockhook-notifier")
     notifier.start()
     try:
-        serve(settings, [defaults.QUEUE_EVENTS, defaults.QUEUE_NOTIFICATIONS], with_scheduler=True, burst=burst)
+        # events only: a notification send (up to NOTIFY_TIMEOUT_S to a hanging target) must never delay a drain
+        own = [defaults.QUEUE_EVENTS, defaults.QUEUE_NOTIFICATIONS] if burst else [defaults.QUEUE_EVENTS]
+        serve(settings, own, with_scheduler=True, burst=burst)
     finally:
         if notifier.is_alive():
             notifier.terminate()  # SIGTERM: a warm shutdown, its running job finishes

@@ -54,7 +54,7 @@ def test_redis_down_means_503_not_500_and_everything_reconnects(own_redis, start
     refused = assert_storage_unavailable(post_many(base, "refused"))
     status, health_s = healthz(base)
     assert status == 503 and health_s < LIMIT_S
-    time.sleep(6)  # long enough for the worker to notice and go through its reconnect backoff
+    time.sleep(4)  # long enough for the worker to notice and go through its reconnect backoff
 
     # 2. hanging: the server accepts nothing and answers nothing (SIGSTOP), the worst case for timeouts
     own_redis.start()
