@@ -109,7 +109,7 @@ def test_deeply_nested_and_enormous_json(client, r):
 
 
 def raw_exchange(base: str, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", urlsplit(base).port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", urlsplit(base).port), timeout=1.5) as sock:
         sock.sendall(request)
         data = b""
         try:

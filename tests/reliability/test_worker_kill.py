@@ -22,7 +22,7 @@ FILLERS = defaults.DRAIN_BATCH - 1
 def heavy_event(n: int) -> bytes:
     """A valid event that takes milliseconds to parse, so a batch of them keeps the drain busy."""
     event = other_event(n, "dev_kill_filler")
-    event["payload"] = [{"k": i, "v": "x" * 8, "nested": {"a": [i, i + 1]}} for i in range(4000)]
+    event["payload"] = [{"k": i, "v": "x" * 8, "nested": {"a": [i, i + 1]}} for i in range(2500)]
     return body(event)
 
 
