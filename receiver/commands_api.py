@@ -37,6 +37,7 @@ from lockhook.errors import (
 from lockhook.locks import device_events, lock_state
 from receiver.auth import protected
 from receiver.body import read_body
+from receiver.resolutions import hub
 
 log = logging.getLogger("lockhook.commands_api")
 
@@ -48,6 +49,9 @@ METADATA_MAX_BYTES = 8_192
 
 MAX_TIMEOUT_S = 24 * 3600
 """Longest `timeout_s` a command may ask for."""
+
+WAIT_RECHECK_S = 5.0
+"""A long-poll re-reads its command at least this often (safety net; the wake-up comes from pub/sub)."""
 
 LIST_MAX = 500
 """Most commands one GET /commands returns."""
@@ -235,42 +239,42 @@ def parse_wait(raw: str | None) -> float:
     return value
 
 
-async def _read_command(redis, command_id: str) -> Command | None:
-    raw = await redis.hgetall(keys.command(command_id))
+async def _read_command(state, command_id: str) -> Command | None:
+    async with hub(state).reads:
+        raw = await state.redis.hgetall(keys.command(command_id))
     return Command.from_hash(raw) if raw else None
 
 
-async def await_command(redis, command_id: str, wait_s: float) -> Command | None:
-    """The command once it leaves `pending`, or as it is after `wait_s` seconds (pub/sub, no polling)."""
-    pubsub = redis.pubsub(ignore_subscribe_messages=True)
-    try:
-        await pubsub.subscribe(keys.command_channel(command_id))
-        command = await _read_command(redis, command_id)  # after subscribing: no resolution is missed
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
+async def await_command(state, command_id: str, wait_s: float) -> Command | None:
+    """The command once it leaves `pending`, or as it is after `wait_s` seconds.
+
+    Woken by the process's shared pub/sub subscription (receiver/resolutions.py), never by polling; a
+    re-read every WAIT_RECHECK_S is only a safety net should a message be lost with a connection.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    async with hub(state).watch(keys.command_channel(command_id)) as fired:
+        command = await _read_command(state, command_id)  # after subscribing: no resolution is missed
         while command is not None and command.status == CommandStatus.PENDING:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            message = await pubsub.get_message(timeout=min(remaining, 5.0))
-            if message is not None:
-                command = await _read_command(redis, command_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(fired.wait(), timeout=min(remaining, WAIT_RECHECK_S))
+            fired.clear()
+            command = await _read_command(state, command_id)
         return command
-    finally:
-        with contextlib.suppress(RedisError, OSError):
-            await pubsub.aclose()
 
 
 async def get_command(request: Request) -> JSONResponse:
     command_id = request.path_params["command_id"]
     wait_s = parse_wait(request.query_params.get("wait"))
-    redis = request.app.state.redis
     try:
         if wait_s > 0:
-            command = await await_command(redis, command_id, wait_s)
+            command = await await_command(request.app.state, command_id, wait_s)
         else:
-            command = await _read_command(redis, command_id)
-    except (RedisError, OSError):
+            command = await _read_command(request.app.state, command_id)
+    except (RedisError, OSError, TimeoutError):
         raise StorageUnavailable("command store unavailable; retry later") from None
     if command is None:
         raise NotFound(f"no command {command_id!r}")

@@ -504,3 +504,44 @@ def test_generated_requests_never_get_a_5xx(start_web):
             no_server_error()
         except Unsatisfiable:  # negative mode on an operation with nothing to make invalid
             assert mode == schemathesis.GenerationMode.NEGATIVE
+
+
+def test_many_long_polls_share_one_connection_and_leave_webhooks_alone(start_web, r):
+    """More waiters than the Redis client's pool (100) hold: all answered, and a webhook is still acked."""
+    import asyncio
+
+    base = start_web()
+    count = 150
+
+    async def scenario() -> list[dict]:
+        limits = httpx.Limits(max_connections=count + 10)
+        async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=40, limits=limits) as api:
+            ids = [(await api.post("/commands", json=external(device_id=f"d{n}"))).json()["command_id"]
+                   for n in range(count)]
+            waits = [asyncio.create_task(api.get(f"/commands/{cid}", params={"wait": 20})) for cid in ids]
+            channels = [keys.command_channel(cid) for cid in ids]
+            while sum(n for _, n in r.pubsub_numsub(*channels)) < count:
+                await asyncio.sleep(0.05)
+            clients = [c for c in r.client_list() if c.get("sub") not in (None, "0")]
+            assert len(clients) == 1  # one subscriber connection for all of them
+            body = json.dumps({"event_id": "evt_busy", "event_type": "lock.locked", "device_id": "x"}).encode()
+            ack = await api.post("/webhooks/seam", content=body, headers=signed(body, "msg_busy"))
+            assert ack.status_code == 202
+            store = CommandStore(r)
+            for cid in ids:
+                store.record_result(cid, True, resolved_by="test")
+            return [(await w).json() for w in waits]
+
+    answers = asyncio.run(scenario())
+    assert [a.get("status") for a in answers] == ["succeeded"] * count, [a for a in answers if "status" not in a][:3]
+
+
+def test_long_poll_survives_a_dropped_subscriber_connection(start_web, r):
+    base = start_web()
+    command_id = httpx.post(base + "/commands", headers=AUTH, json=external()).json()["command_id"]
+    waiter = start_waiting(base, command_id, r)
+    r.client_kill_filter(_type="pubsub")
+    wait_for(lambda: r.pubsub_numsub(keys.command_channel(command_id))[0][1] == 1)  # resubscribed
+    CommandStore(r).record_result(command_id, False, "LOCK_JAMMED", resolved_by="test")
+    waiter.join(30)
+    assert waiter.answer["status"] == "failed" and waiter.lag_ms() < 100
