@@ -106,9 +106,10 @@ async def in_thread(fn: Callable[..., T], *args, **kwargs) -> T:
 
 def store(request: Request) -> CommandStore:
     state = request.app.state
-    if getattr(state, "command_store", None) is None:
-        state.command_store = CommandStore(state.sync_redis)
-    return state.command_store
+    found = getattr(state, "command_store", None)
+    if found is None or found.redis is not state.sync_redis:  # a new lifespan has new clients
+        found = state.command_store = CommandStore(state.sync_redis)
+    return found
 
 
 def command_json(command: Command) -> dict:
