@@ -100,11 +100,11 @@ class ResolutionHub:
             await self.pubsub.unsubscribe(channel)
 
     async def _listen(self) -> None:
-        backoff = 0.1
+        backoff = 0.0  # the first resubscribe is immediate: waiters are held meanwhile
         while True:
             try:
                 message = await self.pubsub.get_message(timeout=LISTEN_TIMEOUT_S)
-                backoff = 0.1
+                backoff = 0.0
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, RuntimeError) as exc:
@@ -114,7 +114,7 @@ class ResolutionHub:
                     return
                 log.warning("resolution listener lost Redis (%s); resubscribing", type(exc).__name__)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(max(backoff * 2, 0.05), 5.0)
                 await self._resubscribe()
                 continue
             if message is not None:

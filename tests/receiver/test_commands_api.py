@@ -544,4 +544,4 @@ def test_long_poll_survives_a_dropped_subscriber_connection(start_web, r):
     wait_for(lambda: r.pubsub_numsub(keys.command_channel(command_id))[0][1] == 1)  # resubscribed
     CommandStore(r).record_result(command_id, False, "LOCK_JAMMED", resolved_by="test")
     waiter.join(30)
-    assert waiter.answer["status"] == "failed" and waiter.lag_ms() < 100
+    assert waiter.answer["status"] == "failed" and waiter.lag_ms() < 1000  # not the 5 s safety re-read
