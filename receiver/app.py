@@ -66,6 +66,7 @@ def build_app(settings: Settings) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={LockhookError: _lockhook_error, Exception: _unexpected_error})
     app.state.settings = settings
+    app.state.webhook_secrets = {endpoint: settings.webhook_secrets(endpoint) for endpoint in webhooks.ENDPOINTS}
     app.state.recorder = (lambda d: write_fixture(settings.record_dir, d)) if settings.record_dir else None
     return app
 

@@ -18,7 +18,7 @@ from receiver.observe import observed
 log = logging.getLogger("lockhook.receiver")
 
 ENDPOINTS = ("seam", "device-cloud")
-_DROP_HEADERS = {"authorization", "cookie", "proxy-authorization"}
+_KEPT_HEADERS = (b"svix-", b"webhook-", b"content-type", b"user-agent")
 
 
 def is_event(body: bytes) -> bool:
@@ -31,7 +31,8 @@ def is_event(body: bytes) -> bool:
 
 
 def _kept_headers(request: Request) -> dict[str, str]:
-    return {k: v for k, v in request.headers.items() if k not in _DROP_HEADERS}
+    """What a replay needs (signature headers, content type, sender); never cookies or credentials."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw if k.startswith(_KEPT_HEADERS)}
 
 
 def webhook_route(endpoint: str) -> Route:
@@ -39,7 +40,7 @@ def webhook_route(endpoint: str) -> Route:
 
     async def receive(request: Request) -> JSONResponse:
         state = request.app.state
-        secrets = state.settings.webhook_secrets(endpoint)
+        secrets = state.webhook_secrets[endpoint]
         if not secrets:
             raise EndpointDisabled(f"no secret is configured for /webhooks/{endpoint}")
         body = await read_body(request, state.settings.max_body_bytes)
