@@ -137,6 +137,12 @@ def event_key(event: BaseEvent, endpoint: str, delivery_id: str) -> str:
     return f"event:{event.event_id}" if event.event_id else f"delivery:{endpoint}:{delivery_id}"
 
 
+def _text(event: BaseEvent, name: str) -> str | None:
+    """A field for the log only if it is a string: on other types it is an unvalidated extra of any shape."""
+    value = getattr(event, name, None)
+    return value if isinstance(value, str) else None
+
+
 def normalize(event: BaseEvent, endpoint: str, delivery_id: str, received_ms: int) -> dict:
     """The flat form the `apply_event` script works on (absent values omitted)."""
     occurred = _ms(event.occurred_at) or _ms(getattr(event, "timestamp", None)) or _ms(event.created_at)
@@ -172,8 +178,8 @@ def normalize(event: BaseEvent, endpoint: str, delivery_id: str, received_ms: in
         k: v for k, v in {
             "event": n["key"], "event_type": event.event_type, "device_id": event.device_id,
             "occurred_at": n["occurred"], "received_at": str(received_ms), "delivery_id": delivery_id,
-            "endpoint": endpoint, "method": getattr(event, "method", None),
-            "performed_via": getattr(event, "performed_via", None), "status": getattr(event, "status", None),
+            "endpoint": endpoint, "method": _text(event, "method"), "performed_via": _text(event, "performed_via"),
+            "status": _text(event, "status"),
             "error_code": n.get("error_code"),
         }.items() if v is not None
     }

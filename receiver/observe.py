@@ -10,9 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lockhook.errors import LockhookError
+from lockhook.logs import LineBatcher
 from lockhook.metrics import record_ack, record_rejection
 
 log = logging.getLogger("lockhook.deliveries")
+lines = LineBatcher("lockhook.deliveries")
 
 Handler = Callable[[Request], Awaitable[Response]]
 _ID_HEADERS = ("svix-id", "webhook-id")
@@ -53,10 +55,8 @@ def observed(endpoint: str, handler: Handler) -> Handler:
             raise
         elapsed = time.perf_counter() - started
         record_ack(endpoint, elapsed)
-        if log.isEnabledFor(logging.INFO):
-            log.info("delivery", extra={"endpoint": endpoint, "delivery_id": _delivery_id(request),
-                                        "outcome": _outcome(response), "status": response.status_code,
-                                        "latency_ms": round(elapsed * 1000, 2)})
+        lines.info("delivery", endpoint=endpoint, delivery_id=_delivery_id(request), outcome=_outcome(response),
+                   status=response.status_code, latency_ms=round(elapsed * 1000, 2))
         return response
 
     return wrapper

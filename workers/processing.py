@@ -46,6 +46,7 @@ def apply_entries(client, entries: list[tuple[bytes, dict]]) -> list[bytes]:
     for stream_id, fields in entries:
         try:
             n, problem = prepare(fields)
+            payload = json.dumps(n, allow_nan=False) if n is not None else ""  # Lua's cjson rejects NaN/Inf
         except Exception as exc:  # one malformed entry must not block its batch forever (it stays in the stream)
             n, problem = None, f"cannot be prepared ({type(exc).__name__})"
         if n is None:
@@ -54,7 +55,7 @@ def apply_entries(client, entries: list[tuple[bytes, dict]]) -> list[bytes]:
             continue
         if problem:
             log.warning("event kept as generic: %s", problem, extra={"event_id": n["key"], "event_type": n["type"]})
-        scripts.apply_event(args=Scripts.args(now, json.dumps(n), defaults.PROCESSED_TTL_S, defaults.PARK_TTL_S,
+        scripts.apply_event(args=Scripts.args(now, payload, defaults.PROCESSED_TTL_S, defaults.PARK_TTL_S,
                                               defaults.CORRELATION_WINDOW_S * 1000,
                                               defaults.DEVICE_EVENT_LOG_CAP), client=pipe)
         applied.append((stream_id, n))

@@ -244,3 +244,14 @@ def test_timestamps_of_any_precision():
                   "2025-05-22T10:45:12.123+00:00"):
         event, problem = parse_event({"event_type": "lock.locked", "occurred_at": stamp})
         assert problem is None and event.occurred_at.year == 2025
+
+
+def test_non_string_extras_never_reach_the_lua_json(h):
+    """Python's json accepts NaN/Infinity; Lua's cjson refuses to encode them, which once stalled a batch."""
+    for i, raw in enumerate(("NaN", "Infinity", "-1e400")):
+        body = (f'{{"event_type": "lock.locked", "event_id": "e_nan_{i}", "device_id": "dev_n", "status": {raw}, '
+                f'"performed_via": {raw}}}')
+        h.post(json.loads(body), delivery_id=f"nan_{i}")
+    drain(h.r)
+    assert h.r.hget(keys.EVENT_STATS, "lock.locked") == b"3"
+    assert not h.r.xpending(keys.INBOX, "workers")["pending"]
