@@ -9,6 +9,7 @@ from rq import Queue, Retry
 from lockhook import defaults, keys
 
 DRAIN = "workers.drain.drain_inbox"
+DISPATCH = "workers.outbox.dispatch_job"
 MAINTENANCE = "workers.maintenance.run_maintenance"
 EXPIRE = "workers.deadlines.expire_command"
 POLL_SEAM = "workers.issuing.poll_seam_command"
@@ -27,6 +28,24 @@ def ensure_drain(connection) -> bool:
     """Queue a drain job unless one is already scheduled; True when one was queued."""
     if connection.set(keys.DRAIN_FLAG, "1", nx=True, ex=defaults.DRAIN_FLAG_TTL_S):
         enqueue_drain(connection)
+        return True
+    return False
+
+
+def enqueue_dispatch(connection) -> None:
+    """Queue an outbox dispatch job on the notifications queue (the caller holds the flag)."""
+    Queue(defaults.QUEUE_NOTIFICATIONS, connection=connection).enqueue(DISPATCH, job_timeout=300, result_ttl=0,
+                                                                        failure_ttl=24 * 3600)
+
+
+def ensure_dispatch(connection) -> bool:
+    """Hand new outcomes to the notifications worker unless a dispatch job is already scheduled.
+
+    Dispatching (records, guards, one RQ job per target) costs more than applying the event did, so it
+    runs in the notifications worker, never in the drain that resolves commands.
+    """
+    if connection.set(keys.DISPATCH_FLAG, "1", nx=True, ex=defaults.DRAIN_FLAG_TTL_S):
+        enqueue_dispatch(connection)
         return True
     return False
 

@@ -6,6 +6,7 @@ INBOX = PREFIX + "inbox"                # stream of accepted deliveries (raw hea
 INBOX_GROUP = "workers"                 # consumer group of the drain jobs
 QUARANTINE = PREFIX + "quarantine"      # stream of verified deliveries that are not events
 DRAIN_FLAG = PREFIX + "drain:scheduled"  # set while a drain job is queued or running
+DISPATCH_FLAG = PREFIX + "dispatch:scheduled"  # set while an outbox dispatch job is queued or running
 MAINTENANCE_FLAG = PREFIX + "maintenance:scheduled"
 OUTBOX = PREFIX + "outbox"              # stream of outcomes (command.*, lock.state_changed)
 OUTBOX_GROUP = "dispatch"

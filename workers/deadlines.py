@@ -6,6 +6,7 @@ import logging
 
 from rq import get_current_job
 
+from lockhook import jobs
 from lockhook.commands import CommandStore
 
 log = logging.getLogger("lockhook.deadlines")
@@ -17,10 +18,7 @@ def expire_command(command_id: str) -> str:
     outcome = CommandStore(client).expire(command_id)
     if outcome:
         log.info("command timed out", extra={"command_id": command_id, "outcome": outcome})
-        from workers.drain import consumer_name
-        from workers.outbox import dispatch_outbox
-
-        dispatch_outbox(client, consumer_name())
+        jobs.ensure_dispatch(client)
     return outcome
 
 

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 
 from redis.exceptions import ResponseError
 from rq import get_current_job
 
 from lockhook import defaults, jobs, keys
-from workers.outbox import dispatch_outbox, ensure_group
+from workers.outbox import consumer_name, ensure_group
 from workers.processing import apply_entries
 
 log = logging.getLogger("lockhook.drain")
-
-
-def consumer_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _read(client, consumer: str, count: int):
@@ -32,12 +26,12 @@ def _read(client, consumer: str, count: int):
     return reply[0][1] if reply else []
 
 
-def process_batch(client, entries, consumer: str) -> int:
-    """Apply entries, acknowledge the finished ones, dispatch the outcomes they produced."""
+def process_batch(client, entries) -> int:
+    """Apply entries, acknowledge the finished ones, hand the outcomes they produced to the notifier."""
     done = apply_entries(client, entries)
     if done:
         client.xack(keys.INBOX, keys.INBOX_GROUP, *done)
-    dispatch_outbox(client, consumer)
+        jobs.ensure_dispatch(client)
     return len(done)
 
 
@@ -56,7 +50,7 @@ def drain(client, max_seconds: float = defaults.DRAIN_MAX_SECONDS, batch: int = 
             if not entries:
                 return total
             client.set(keys.DRAIN_FLAG, "1", ex=defaults.DRAIN_FLAG_TTL_S)
-        total += process_batch(client, entries, consumer)
+        total += process_batch(client, entries)
         if time.monotonic() > stop_at:
             jobs.enqueue_drain(client)  # keep the flag, hand over to a fresh job so others get a turn
             return total
@@ -80,5 +74,5 @@ def reclaim_inbox(client) -> int:
     entries = [(sid, f) for sid, f in entries if f]
     if entries:
         log.warning("reclaimed %d inbox entries from a dead consumer", len(entries))
-        return process_batch(client, entries, consumer)
+        return process_batch(client, entries)
     return 0

@@ -46,10 +46,7 @@ def poll_seam_command(command_id: str, connection=None, settings: Settings | Non
                                   attempt.error_message, resolved_by="poll")
     if outcome:
         log.info("command resolved by polling Seam", extra={"command_id": command_id, "outcome": outcome})
-        from workers.drain import consumer_name
-        from workers.outbox import dispatch_outbox
-
-        dispatch_outbox(client, consumer_name())
+        jobs.ensure_dispatch(client)
     return outcome or "noop"
 
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
 
 from redis.exceptions import ResponseError
+from rq import get_current_job
 
-from lockhook import defaults, keys
+from lockhook import defaults, jobs, keys
 from lockhook.outcomes import Outcome, publish
 
 log = logging.getLogger("lockhook.outbox")
+
+
+def consumer_name() -> str:
+    """This process's name in the inbox and outbox consumer groups."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def ensure_group(client, stream: str, group: str) -> None:
@@ -42,7 +51,7 @@ def _dispatch(client, entries) -> int:
 
 
 def dispatch_outbox(client, consumer: str, limit: int = 1000) -> int:
-    """Dispatch new outcomes; returns how many were finished."""
+    """Dispatch new outcomes; returns how many were read (those whose subscriber failed stay pending)."""
     try:
         reply = client.xreadgroup(keys.OUTBOX_GROUP, consumer, {keys.OUTBOX: ">"}, count=limit)
     except ResponseError as exc:
@@ -50,7 +59,33 @@ def dispatch_outbox(client, consumer: str, limit: int = 1000) -> int:
             raise
         ensure_group(client, keys.OUTBOX, keys.OUTBOX_GROUP)
         return 0
-    return sum(_dispatch(client, entries) for _, entries in reply)
+    read = 0
+    for _, entries in reply:
+        read += len(entries)
+        _dispatch(client, entries)
+    return read
+
+
+def dispatch_job() -> int:
+    """RQ entry point (notifications queue): dispatch outcomes until the outbox is empty."""
+    client = get_current_job().connection
+    consumer = consumer_name()
+    stop_at = time.monotonic() + defaults.DRAIN_MAX_SECONDS
+    total = 0
+    while True:
+        client.expire(keys.DISPATCH_FLAG, defaults.DRAIN_FLAG_TTL_S)
+        read = dispatch_outbox(client, consumer, limit=200)
+        if not read:
+            # release the flag, then look once more: an outcome written in between is not stranded
+            client.delete(keys.DISPATCH_FLAG)
+            read = dispatch_outbox(client, consumer, limit=200)
+            if not read:
+                return total
+            client.set(keys.DISPATCH_FLAG, "1", ex=defaults.DRAIN_FLAG_TTL_S)
+        total += read
+        if time.monotonic() > stop_at:
+            jobs.enqueue_dispatch(client)  # keep the flag, let the queued sends run first
+            return total
 
 
 def reclaim_outbox(client, consumer: str) -> int:
