@@ -12,7 +12,7 @@ from lockhook import defaults, jobs, keys
 from workers.deadlines import sweep
 from workers.drain import consumer_name, reclaim_inbox
 from workers.notifications import resume_overdue
-from workers.outbox import dispatch_outbox, reclaim_outbox
+from workers.outbox import reclaim_outbox
 
 log = logging.getLogger("lockhook.maintenance")
 
@@ -24,25 +24,29 @@ def maintain(client) -> dict:
     """One round of housekeeping; safe to run concurrently and repeatedly."""
     consumer = consumer_name()
     report = {"reclaimed": reclaim_inbox(client), "expired": sweep(client)}
-    report["dispatched"] = reclaim_outbox(client, consumer) + dispatch_outbox(client, consumer)
+    report["dispatched"] = reclaim_outbox(client, consumer)
+    # new outcomes are the dispatch job's (notifications worker): dispatching them here, in the events
+    # worker, would hold its GIL for as long as the backlog takes and delay resolutions
+    report["dispatch"] = "queued" if _oldest_undelivered_ms(client, keys.OUTBOX, keys.OUTBOX_GROUP) is not None \
+        and jobs.ensure_dispatch(client) else ""
     report["drain"] = _restart_stranded_drain(client)
     report["notifications"] = resume_overdue(client)  # attempts whose job was lost (worker killed mid-send)
     return report
 
 
-def _oldest_undelivered_ms(client) -> int | None:
-    """Age of the oldest inbox entry no drain has read yet (Redis 6.2 has no group 'lag', so look it up)."""
+def _oldest_undelivered_ms(client, stream: str = keys.INBOX, group_name: str = keys.INBOX_GROUP) -> int | None:
+    """Age of the oldest stream entry no consumer has read yet (Redis 6.2 has no group 'lag', so look it up)."""
     try:
         groups = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"]: g
-                  for g in client.xinfo_groups(keys.INBOX)}
+                  for g in client.xinfo_groups(stream)}
     except Exception:
         return None
-    group = groups.get(keys.INBOX_GROUP)
+    group = groups.get(group_name)
     if group is None:
         return None
     last = group["last-delivered-id"]
     last = last.decode() if isinstance(last, bytes) else last
-    first = client.xrange(keys.INBOX, min="(" + last, count=1)
+    first = client.xrange(stream, min="(" + last, count=1)
     if not first:
         return None
     entry_id = first[0][0].decode() if isinstance(first[0][0], bytes) else first[0][0]
