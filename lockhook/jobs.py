@@ -10,7 +10,6 @@ from lockhook import defaults, keys
 
 DRAIN = "workers.drain.drain_inbox"
 DISPATCH = "workers.outbox.dispatch_job"
-MAINTENANCE = "workers.maintenance.run_maintenance"
 EXPIRE = "workers.deadlines.expire_command"
 POLL_SEAM = "workers.issuing.poll_seam_command"
 
@@ -48,28 +47,6 @@ def ensure_dispatch(connection) -> bool:
         enqueue_dispatch(connection)
         return True
     return False
-
-
-def ensure_maintenance(connection, delay_s: float = 0) -> bool:
-    """Keep exactly one self-rescheduling maintenance job alive."""
-    ttl = int(defaults.MAINTENANCE_INTERVAL_S * 10) + 30
-    if not connection.set(keys.MAINTENANCE_FLAG, "1", nx=True, ex=ttl):
-        return False
-    schedule_maintenance(connection, delay_s)
-    return True
-
-
-def schedule_maintenance(connection, delay_s: float) -> None:
-    ttl = int(defaults.MAINTENANCE_INTERVAL_S * 10) + 30
-    connection.expire(keys.MAINTENANCE_FLAG, ttl)
-    queue = events_queue(connection)
-    if delay_s <= 0:
-        queue.enqueue(MAINTENANCE, result_ttl=0, failure_ttl=3600, job_timeout=120)
-    else:
-        from datetime import timedelta
-
-        queue.enqueue_in(timedelta(seconds=delay_s), MAINTENANCE, result_ttl=0, failure_ttl=3600,
-                         job_timeout=120)
 
 
 def schedule_expiry(connection, command_id: str, deadline_ms: int) -> None:

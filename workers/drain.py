@@ -58,9 +58,7 @@ def drain(client, max_seconds: float = defaults.DRAIN_MAX_SECONDS, batch: int = 
 
 def drain_inbox() -> int:
     """RQ entry point (queued by the receiver when the inbox had no drain scheduled)."""
-    client = get_current_job().connection
-    jobs.ensure_maintenance(client, delay_s=defaults.MAINTENANCE_INTERVAL_S)
-    return drain(client)
+    return drain(get_current_job().connection)
 
 
 def reclaim_inbox(client) -> int:

@@ -1,12 +1,10 @@
-"""The self-rescheduling maintenance job: reclaim, drain leftovers, sweep deadlines, dispatch outcomes."""
+"""Worker housekeeping every 2 s: reclaim dead consumers' entries, restart stranded drains, sweep deadlines."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-
-from rq import get_current_job
 
 from lockhook import defaults, jobs, keys
 from workers.deadlines import sweep
@@ -73,6 +71,11 @@ def _restart_stranded_drain(client) -> str:
     return ""
 
 
+def mark_alive(client) -> None:
+    """Tell the world (tests, operators) a worker's maintenance runs; expires a few rounds after it stops."""
+    client.set(keys.MAINTENANCE_FLAG, "1", ex=int(defaults.MAINTENANCE_INTERVAL_S * 5) + 5)
+
+
 def run_in_thread(settings, stop: threading.Event) -> threading.Thread:
     """Run `maintain` every MAINTENANCE_INTERVAL_S in a thread of the worker process.
 
@@ -85,6 +88,7 @@ def run_in_thread(settings, stop: threading.Event) -> threading.Thread:
         client = sync_client(settings, socket_timeout=10)
         while not stop.wait(defaults.MAINTENANCE_INTERVAL_S):
             try:
+                mark_alive(client)
                 maintain(client)
             except Exception as exc:  # Redis down or a bad entry: next round
                 log.warning("maintenance round failed: %s", type(exc).__name__)
@@ -92,12 +96,3 @@ def run_in_thread(settings, stop: threading.Event) -> threading.Thread:
     thread = threading.Thread(target=loop, name="lockhook-maintenance", daemon=True)
     thread.start()
     return thread
-
-
-def run_maintenance() -> dict:
-    """RQ entry point: one round, then schedule the next."""
-    client = get_current_job().connection
-    try:
-        return maintain(client)
-    finally:
-        jobs.schedule_maintenance(client, defaults.MAINTENANCE_INTERVAL_S)

@@ -1,6 +1,6 @@
 """The worker process: RQ workers that survive Redis outages and finish their job on SIGTERM.
 
-`lockhook worker` runs the events queue (drain, deadlines, maintenance; with RQ's scheduler) in this
+`lockhook worker` runs the events queue (drain, deadlines; with RQ's scheduler and a maintenance thread) in this
 process and the notifications queue in a child process, so a slow notification target never delays
 event processing. Both use a non-forking worker: an RQ fork per job costs more than our jobs do.
 """
@@ -15,11 +15,12 @@ import time
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 
-from lockhook import defaults, jobs
+from lockhook import defaults
 from lockhook.logs import configure_logging
 from lockhook.redis_client import sync_client
 from lockhook.settings import Settings
 from workers import notifications  # noqa: F401  (registers the outcome subscribers)
+from workers.maintenance import mark_alive, run_in_thread
 from workers.outbox import ensure_group
 
 log = logging.getLogger("lockhook.worker")
@@ -34,20 +35,18 @@ class LockhookWorker(SimpleWorker):
 
 
 def prepare(client) -> None:
-    """Consumer groups and the maintenance chain exist before any job runs."""
+    """Consumer groups exist before any job runs; the worker is marked alive."""
     from lockhook import keys
 
     ensure_group(client, keys.INBOX, keys.INBOX_GROUP)
     ensure_group(client, keys.OUTBOX, keys.OUTBOX_GROUP)
-    jobs.ensure_maintenance(client)
+    mark_alive(client)
 
 
 def serve(settings: Settings, queue_names: list[str], with_scheduler: bool, burst: bool = False) -> None:
     """Run an RQ worker, restarting it (with backoff) after Redis errors until asked to stop."""
     configure_logging(settings)
     if defaults.QUEUE_EVENTS in queue_names and not burst:  # recovery must not wait on RQ's scheduler
-        from workers.maintenance import run_in_thread
-
         run_in_thread(settings, threading.Event())
     backoff = 0.5
     while True:
