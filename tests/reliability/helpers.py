@@ -171,6 +171,9 @@ def diagnose(client: redis.Redis, *processes) -> str:
         lines.append(f"queue {name}: {client.llen('rq:queue:' + name)} queued, "
                      f"{client.zcard('rq:wip:' + name)} started, {client.zcard('rq:failed:' + name)} failed, "
                      f"{client.zcard('rq:scheduled:' + name)} scheduled")
+    inflight = client.zrange(keys.NOTIFY_INFLIGHT, 0, 9, withscores=True)
+    lines.append(f"notifications in flight (id -> overdue at ms): {inflight}"
+                 f"; intermediate queue: {client.llen('rq:queue:notifications:intermediate')}")
     lines.append(f"flags drain={client.ttl(keys.DRAIN_FLAG)} maintenance={client.ttl(keys.MAINTENANCE_FLAG)} "
                  f"locks={client.keys('rq:scheduler-lock:*')}")
     for proc in processes:
