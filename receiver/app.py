@@ -20,7 +20,7 @@ from lockhook.logs import configure_logging
 from lockhook.redis_client import async_client, sync_client
 from lockhook.settings import Settings, get_settings
 from lockhook.signatures import check_secrets
-from receiver import health, webhooks
+from receiver import commands_api, dashboard, health, metrics, openapi, webhooks
 
 log = logging.getLogger("lockhook.receiver")
 
@@ -61,28 +61,14 @@ def build_app(settings: Settings) -> Starlette:
             await state.redis.aclose()
             state.sync_redis.close()
 
-    routes = [*webhooks.routes, *health.routes]
-    routes += _optional_routes()
+    routes = [*webhooks.routes, *health.routes, *commands_api.routes, *metrics.routes, *dashboard.routes,
+              *openapi.routes]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={LockhookError: _lockhook_error, Exception: _unexpected_error})
     app.state.settings = settings
     app.state.webhook_secrets = {endpoint: settings.webhook_secrets(endpoint) for endpoint in webhooks.ENDPOINTS}
     app.state.recorder = (lambda d: write_fixture(settings.record_dir, d)) if settings.record_dir else None
     return app
-
-
-def _optional_routes() -> list:
-    """Routes contributed by feature modules (commands API, metrics, dashboard) when present."""
-    found = []
-    for name in ("commands_api", "metrics", "dashboard", "openapi"):
-        try:
-            module = __import__(f"receiver.{name}", fromlist=["routes"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"receiver.{name}":
-                raise
-            continue
-        found += module.routes
-    return found
 
 
 def _enqueue_drain(connection) -> None:
