@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from redis.exceptions import RedisError, ResponseError
 
 from lockhook import defaults, keys
+from lockhook.redis_client import int_hash, text
 
 log = logging.getLogger("lockhook.metrics")
 
@@ -51,22 +52,10 @@ def record_rejection(endpoint: str, code: str, status: int, seconds: float) -> N
     ACK_LATENCY.labels(endpoint).observe(seconds)
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _hash(raw: dict) -> dict[str, int]:
-    out = {}
-    for k, v in raw.items():
-        try:
-            out[_text(k)] = int(v)
-        except ValueError:
-            continue
-    return out
 
 
 def _stream_ms(stream_id) -> int:
-    return int(_text(stream_id).split("-", 1)[0])
+    return int(text(stream_id).split("-", 1)[0])
 
 
 def latency_histogram(raw: dict[str, int]) -> dict[str, tuple[list[tuple[str, float]], float]]:
@@ -139,30 +128,30 @@ class RedisCollector:
         delivery_raw, event_raw, command_raw, notify_raw, latency_raw, pending, failed_type, *rest = pipe.execute()
         outbox_len = rest.pop()
 
-        for field, value in sorted(_hash(delivery_raw).items()):
+        for field, value in sorted(int_hash(delivery_raw).items()):
             endpoint, _, outcome = field.rpartition(":")
             deliveries.add_metric([endpoint, outcome, str(DELIVERY_STATUS.get(outcome, "")), "cluster"], value)
 
         events = CounterMetricFamily("lockhook_events", "Events applied, by event type", labels=["event_type"])
-        for event_type, value in sorted(_hash(event_raw).items()):
+        for event_type, value in sorted(int_hash(event_raw).items()):
             events.add_metric([event_type], value)
         yield events
 
         commands = CounterMetricFamily("lockhook_commands", "Command outcomes (succeeded, failed, timed_out, "
                                        "rejected, late_result)", labels=["outcome"])
-        for outcome, value in sorted(_hash(command_raw).items()):
+        for outcome, value in sorted(int_hash(command_raw).items()):
             commands.add_metric([outcome], value)
         yield commands
         gauge = GaugeMetricFamily("lockhook_commands_pending", "Commands waiting for confirmation")
         gauge.add_metric([], pending)
         yield gauge
 
-        yield from self._notifications(_hash(notify_raw), _text(failed_type))
+        yield from self._notifications(int_hash(notify_raw), text(failed_type))
 
         histogram = HistogramMetricFamily("lockhook_confirmation_latency_seconds",
                                           "Command created -> confirmed (succeeded/failed), by via",
                                           labels=["via"])
-        for via, (buckets, total) in sorted(latency_histogram(_hash(latency_raw)).items()):
+        for via, (buckets, total) in sorted(latency_histogram(int_hash(latency_raw)).items()):
             histogram.add_metric([via], buckets, total)
         yield histogram
 
@@ -213,11 +202,11 @@ class RedisCollector:
         yield pending_gauge
 
     def _job_age(self, job_id, now: float) -> float:
-        raw = self.client.hget(f"rq:job:{_text(job_id)}", "enqueued_at")
+        raw = self.client.hget(f"rq:job:{text(job_id)}", "enqueued_at")
         if not raw:
             return 0.0
         try:
-            enqueued = datetime.fromisoformat(_text(raw)).timestamp()
+            enqueued = datetime.fromisoformat(text(raw)).timestamp()
         except ValueError:
             return 0.0
         return max(0.0, now - enqueued)
@@ -228,7 +217,7 @@ class RedisCollector:
             groups = self.client.xinfo_groups(keys.INBOX)
         except ResponseError:  # no stream yet
             return 0, 0, None
-        group = next((g for g in groups if _text(g["name"]) == keys.INBOX_GROUP), None)
+        group = next((g for g in groups if text(g["name"]) == keys.INBOX_GROUP), None)
         if group is None:
             first = self.client.xrange(keys.INBOX, count=INBOX_SCAN_CAP)
             return len(first), 0, _stream_ms(first[0][0]) if first else None
@@ -238,7 +227,7 @@ class RedisCollector:
             summary = self.client.xpending(keys.INBOX, keys.INBOX_GROUP)
             if summary.get("min"):
                 oldest.append(_stream_ms(summary["min"]))
-        last = _text(group.get("last-delivered-id") or "0-0")
+        last = text(group.get("last-delivered-id") or "0-0")
         lag = group.get("lag")
         if lag == 0:
             return 0, pending, min(oldest, default=None)

@@ -24,3 +24,19 @@ def async_client(settings: Settings) -> aioredis.Redis:
         socket_timeout=defaults.REDIS_SOCKET_TIMEOUT_S,
         socket_connect_timeout=defaults.REDIS_SOCKET_TIMEOUT_S,
     )
+
+
+def text(value) -> str:
+    """A Redis reply item as text (clients here return bytes)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def int_hash(raw: dict) -> dict[str, int]:
+    """A counter hash (HGETALL) as {field: int}, skipping fields that are not integers."""
+    out = {}
+    for key, value in raw.items():
+        try:
+            out[text(key)] = int(value)
+        except ValueError:
+            continue
+    return out

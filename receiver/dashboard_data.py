@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from lockhook import keys
 from lockhook.commands import Command, CommandStatus, CommandStore, _iso
 from lockhook.locks import known_devices, lock_state, recent_events
+from lockhook.redis_client import int_hash, text
 
 STATUSES = tuple(s.value for s in CommandStatus)
 DEVICE_LIMIT = 100
@@ -44,18 +45,6 @@ class Overview:
     devices: list[str] = field(default_factory=list)
 
 
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _counts(raw: dict) -> dict[str, int]:
-    out = {}
-    for k, v in raw.items():
-        try:
-            out[_text(k)] = int(v)
-        except ValueError:
-            continue
-    return out
 
 
 def _json_lines(raw: list) -> list[dict]:
@@ -89,13 +78,13 @@ def quarantined(client, limit: int = 20) -> list[dict]:
     """Newest quarantined deliveries with their raw body (decoded for display only)."""
     out = []
     for stream_id, fields in client.xrevrange(keys.QUARANTINE, count=limit):
-        f = {_text(k): v for k, v in fields.items()}
+        f = {text(k): v for k, v in fields.items()}
         body = f.get("body", b"")
         raw = body if isinstance(body, bytes) else str(body).encode()
         out.append({
-            "stream_id": _text(stream_id), "endpoint": _text(f.get("endpoint", "")),
-            "delivery_id": _text(f.get("delivery_id", "")),
-            "received_at": _iso(_text(f.get("received_at", "")) or None),
+            "stream_id": text(stream_id), "endpoint": text(f.get("endpoint", "")),
+            "delivery_id": text(f.get("delivery_id", "")),
+            "received_at": _iso(text(f.get("received_at", "")) or None),
             "size": len(raw), "body": raw[:BODY_PREVIEW].decode("utf-8", "replace"),
         })
     return out
@@ -116,8 +105,8 @@ def stats(client) -> dict[str, dict[str, int]]:
         pipe.hgetall(key)
     pipe.zcard(keys.DEADLINES)
     deliveries, commands_, events, notifications, pending = pipe.execute()
-    return {"deliveries": _counts(deliveries), "commands": _counts(commands_), "events": _counts(events),
-            "notifications": _counts(notifications), "pending": {"pending": int(pending)}}
+    return {"deliveries": int_hash(deliveries), "commands": int_hash(commands_), "events": int_hash(events),
+            "notifications": int_hash(notifications), "pending": {"pending": int(pending)}}
 
 
 def overview(client, filters: Filters) -> Overview:
