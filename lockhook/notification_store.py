@@ -20,6 +20,7 @@ from redis.exceptions import WatchError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.utils import now as rq_now
 
 from lockhook import defaults, keys
 from lockhook.commands import _iso
@@ -250,7 +251,12 @@ class NotificationStore:
 
     def _job_waiting(self, jid: str) -> bool:
         try:
-            status = Job.fetch(jid, connection=self.redis).get_status()
+            job = Job.fetch(jid, connection=self.redis)
         except NoSuchJobError:
             return False
+        status = job.get_status()
+        if status == JobStatus.STARTED and job.started_at and job.timeout:
+            # started longer ago than its hard limit: its worker lost it (e.g. a Redis outage cut the job off),
+            # RQ only declares that later, when it cleans its registry
+            return (rq_now() - job.started_at).total_seconds() <= job.timeout + 5
         return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED)
