@@ -46,13 +46,15 @@ def webhook_route(endpoint: str) -> Route:
         body = await read_body(request, state.settings.max_body_bytes)
         delivery_id = verify(secrets, request.headers, body)
         delivery = Delivery(endpoint, delivery_id, _kept_headers(request), body, quarantine=not is_event(body))
-        stored = await state.inbox.put(delivery)
-        if not stored:
-            return JSONResponse({"status": "duplicate", "delivery_id": delivery_id}, status_code=200)
-        if state.recorder is not None:
-            state.recorder(delivery)
-        status = "quarantined" if delivery.quarantine else "accepted"
-        return JSONResponse({"status": status, "delivery_id": delivery_id}, status_code=202)
+        if await state.inbox.put(delivery):
+            status = "quarantined" if delivery.quarantine else "accepted"
+            if state.recorder is not None:
+                state.recorder(delivery)
+        else:
+            status = "duplicate"
+        request.state.delivery = (delivery_id, status)  # for the per-delivery log line (receiver/observe.py)
+        return JSONResponse({"status": status, "delivery_id": delivery_id},
+                            status_code=200 if status == "duplicate" else 202)
 
     return Route(f"/webhooks/{endpoint}", observed(endpoint, receive), methods=["POST"], name=f"webhook_{endpoint}")
 
