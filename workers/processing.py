@@ -8,19 +8,15 @@ import time
 
 from lockhook import defaults
 from lockhook.events import normalize, parse_event
+from lockhook.redis_client import text_hash
 from lockhook.scripts import Scripts
 
 log = logging.getLogger("lockhook.processing")
 
 
-def _text(fields: dict) -> dict[str, str]:
-    return {(k.decode() if isinstance(k, bytes) else k): (v.decode("utf-8", "replace") if isinstance(v, bytes) else v)
-            for k, v in fields.items()}
-
-
 def prepare(fields: dict) -> tuple[dict | None, str | None]:
     """The normalized event for one inbox entry, or (None, reason) when it cannot be an event."""
-    f = _text(fields)
+    f = text_hash(fields)
     received = int(f.get("received_at") or time.time() * 1000)
     try:
         data = json.loads(f["body"])
@@ -50,7 +46,7 @@ def apply_entries(client, entries: list[tuple[bytes, dict]]) -> list[bytes]:
         except Exception as exc:  # one malformed entry must not block its batch forever (it stays in the stream)
             n, problem = None, f"cannot be prepared ({type(exc).__name__})"
         if n is None:
-            log.warning("inbox entry skipped: %s", problem, extra={"delivery_id": _text(fields).get("delivery_id")})
+            log.warning("inbox entry skipped: %s", problem, extra={"delivery_id": text_hash(fields).get("delivery_id")})
             done.append(stream_id)
             continue
         if problem:

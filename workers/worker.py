@@ -15,7 +15,7 @@ import time
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 
-from lockhook import defaults
+from lockhook import defaults, keys
 from lockhook.logs import configure_logging
 from lockhook.redis_client import sync_client
 from lockhook.settings import Settings
@@ -36,8 +36,6 @@ class LockhookWorker(SimpleWorker):
 
 def prepare(client) -> None:
     """Consumer groups exist before any job runs; the worker is marked alive."""
-    from lockhook import keys
-
     ensure_group(client, keys.INBOX, keys.INBOX_GROUP)
     ensure_group(client, keys.OUTBOX, keys.OUTBOX_GROUP)
     mark_alive(client)
