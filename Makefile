@@ -20,6 +20,7 @@ run: install          ## web + worker (+ an embedded Redis when none answers)
 
 test: install         ## install test dependencies (redis-server, node fake, chromium) and run the suite
 	bash scripts/test-deps.sh
+	$(BIN)/lint-imports
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 demo: install

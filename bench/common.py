@@ -22,7 +22,7 @@ import psutil
 import redis
 from honcho.environ import parse_procfile
 
-from lockhook.devserver import redis_server_binary
+from tools.devserver import redis_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # a bench-only secret, never a real one
@@ -269,10 +269,10 @@ def signed_deliveries(run: str, count: int, device_count: int = 500, start: int 
 
 
 def _check_against_lockhook(s: Signed) -> None:
-    from lockhook.signatures import verify
+    from lockhook.ingest.signatures import verify
 
     if verify([SECRET], s.headers(), s.body) != s.delivery_id:
-        raise AssertionError("bench signatures do not verify with lockhook.signatures")
+        raise AssertionError("bench signatures do not verify with lockhook.ingest.signatures")
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -310,7 +310,7 @@ def stored_headers(s: Signed, host: str = "127.0.0.1") -> dict[str, str]:
 
 def ingest_directly(client: redis.Redis, deliveries: list[Signed], batch: int = 256) -> None:
     """Put deliveries into the inbox with lockhook's own `ingest` script (the same call the web makes)."""
-    from lockhook.inbox import retention_min_id
+    from lockhook.ingest.inbox import retention_min_id
     from lockhook.scripts import Scripts
     from lockhook.settings import Settings
 

@@ -81,7 +81,7 @@ def run_workers(bench_redis: BenchRedis, mode: str, processes: int = 1, profile_
 
 def prepare_lockhook(r: BenchRedis, run: str, events: int) -> None:
     from lockhook import keys
-    from workers.outbox import ensure_group
+    from lockhook.streams import ensure_group
 
     register_pending(r.client, run, events)
     ingest_directly(r.client, signed_deliveries(run, events))

@@ -1,4 +1,4 @@
-"""Enqueueing RQ jobs by dotted name, so the web process never imports the workers package."""
+"""The names of lockhook's RQ jobs and how each is queued, so the core and the web process never import `workers`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,15 @@ from rq import Queue, Retry
 
 from lockhook import defaults, keys
 
-DRAIN = "workers.drain.drain_inbox"
-DISPATCH = "workers.outbox.dispatch_job"
-EXPIRE = "workers.deadlines.expire_command"
-POLL_SEAM = "workers.issuing.poll_seam_command"
+JOBS_MODULE = "workers.jobs"
+"""Where every job function lives; named by string so the core and the web process never import it."""
+
+DRAIN = f"{JOBS_MODULE}.drain_inbox"
+DISPATCH = f"{JOBS_MODULE}.dispatch_outcomes"
+EXPIRE = f"{JOBS_MODULE}.expire_command"
+POLL_SEAM = f"{JOBS_MODULE}.poll_seam_command"
+SEND_NOTIFICATION = f"{JOBS_MODULE}.send_notification"
+ALL = (DRAIN, DISPATCH, EXPIRE, POLL_SEAM, SEND_NOTIFICATION)
 
 
 def events_queue(connection) -> Queue:

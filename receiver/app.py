@@ -14,12 +14,12 @@ from starlette.responses import JSONResponse
 
 from lockhook import defaults, jobs
 from lockhook.errors import ConfigError, LockhookError, StorageUnavailable
-from lockhook.fixtures import write_fixture
-from lockhook.inbox import Inbox
+from lockhook.ingest.fixtures import write_fixture
+from lockhook.ingest.inbox import Inbox
+from lockhook.ingest.signatures import check_secrets
 from lockhook.logs import configure_logging
 from lockhook.redis_client import async_client, sync_client
 from lockhook.settings import Settings, get_settings
-from lockhook.signatures import check_secrets
 from receiver import commands_api, dashboard, health, metrics, openapi, webhooks
 
 log = logging.getLogger("lockhook.receiver")

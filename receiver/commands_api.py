@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from lockhook import defaults, issuing, jobs, keys
-from lockhook.callback_policy import check_callback_url
-from lockhook.commands import Action, Command, CommandStatus, CommandStore, Via
+from lockhook import defaults, jobs, keys
+from lockhook.commands import issuing
+from lockhook.commands.store import Action, Command, CommandStatus, CommandStore, Via
 from lockhook.errors import (
     CallbackUrlRefused,
     LockhookError,
@@ -34,7 +34,8 @@ from lockhook.errors import (
     UpstreamError,
     ValidationFailed,
 )
-from lockhook.locks import device_events, lock_state
+from lockhook.notifications.callback_policy import check_callback_url
+from lockhook.processing.locks import device_events, lock_state
 from receiver.auth import protected
 from receiver.body import read_body
 from receiver.resolutions import hub

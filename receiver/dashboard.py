@@ -142,7 +142,7 @@ async def resend(request: Request) -> Response:
     """Re-send a failed notification (same id and body, a new round of attempts) via the notifications store."""
     require_session(request)
     _same_origin(request)
-    from lockhook.notification_store import NotificationStore
+    from lockhook.notifications.store import NotificationStore
 
     nid = request.path_params["notification_id"]
     store = NotificationStore(request.app.state.sync_redis)

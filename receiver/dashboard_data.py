@@ -7,8 +7,9 @@ import json
 from dataclasses import dataclass, field
 
 from lockhook import keys
-from lockhook.commands import Command, CommandStatus, CommandStore, _iso
-from lockhook.locks import known_devices, lock_state, recent_events
+from lockhook.clock import iso
+from lockhook.commands.store import Command, CommandStatus, CommandStore
+from lockhook.processing.locks import known_devices, lock_state, recent_events
 from lockhook.redis_client import int_hash, text
 
 STATUSES = tuple(s.value for s in CommandStatus)
@@ -56,7 +57,7 @@ def _json_lines(raw: list) -> list[dict]:
             continue
         if isinstance(entry, dict):
             if entry.get("at"):
-                entry["at"] = _iso(entry["at"])
+                entry["at"] = iso(entry["at"])
             out.append(entry)
     return out
 
@@ -84,7 +85,7 @@ def quarantined(client, limit: int = 20) -> list[dict]:
         out.append({
             "stream_id": text(stream_id), "endpoint": text(f.get("endpoint", "")),
             "delivery_id": text(f.get("delivery_id", "")),
-            "received_at": _iso(text(f.get("received_at", "")) or None),
+            "received_at": iso(text(f.get("received_at", "")) or None),
             "size": len(raw), "body": raw[:BODY_PREVIEW].decode("utf-8", "replace"),
         })
     return out
@@ -93,7 +94,7 @@ def quarantined(client, limit: int = 20) -> list[dict]:
 def failed_notifications(client, limit: int = 50) -> list[dict]:
     """Notifications kept as failed (the notifications store's public view: never URL or body)."""
     try:
-        from lockhook.notification_store import NotificationStore
+        from lockhook.notifications.store import NotificationStore
     except ImportError:  # the notifications feature is not installed
         return []
     return [n.public() for n in NotificationStore(client).failed(limit)]
@@ -129,7 +130,7 @@ def command_detail(client, command_id: str) -> tuple[Command | None, list[dict]]
     timeline = store.timeline(command_id)
     for entry in timeline:
         if entry.get("at"):
-            entry["at"] = _iso(entry["at"])
+            entry["at"] = iso(entry["at"])
     return command, timeline
 
 

@@ -6,7 +6,7 @@ import json
 from html import escape
 from urllib.parse import quote, urlencode
 
-from lockhook.commands import Command
+from lockhook.commands.store import Command
 from receiver.dashboard_data import STATUSES, Filters, Overview
 
 CSS = """

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from lockhook import defaults
-from lockhook.commands import Action, CommandStatus, Via
+from lockhook.commands.store import Action, CommandStatus, Via
 from receiver.auth import protected
 
 ID = {"type": "string", "pattern": r"^[\x21-\x7e]{1,200}$", "minLength": 1, "maxLength": 200}

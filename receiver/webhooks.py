@@ -10,8 +10,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from lockhook.errors import EndpointDisabled
-from lockhook.inbox import Delivery
-from lockhook.signatures import verify
+from lockhook.ingest.inbox import Delivery
+from lockhook.ingest.signatures import verify
 from receiver.body import read_body
 from receiver.observe import observed
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from lockhook.signatures import signature_headers
+from lockhook.ingest.signatures import signature_headers
 
 WS = "5d1b8f4e-2c3a-4b7d-9e0f-1a2b3c4d5e6f"
 CA = "c0a1b2c3-d4e5-4f60-8a9b-0c1d2e3f4a5b"

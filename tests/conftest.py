@@ -14,9 +14,9 @@ import redis
 from honcho.environ import parse_procfile
 from pytest_redis import factories
 
-from lockhook.devserver import free_port, redis_server_binary  # noqa: F401  (re-exported to the tests)
+from lockhook.ingest.signatures import signature_headers
 from lockhook.settings import Settings
-from lockhook.signatures import signature_headers
+from tools.devserver import free_port, redis_server_binary  # noqa: F401  (re-exported to the tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from lockhook import issuing
-from lockhook.commands import CommandStore
+from lockhook.commands import issuing
+from lockhook.commands.store import CommandStore
 from lockhook.errors import UpstreamError
 from tests.conftest import signed
 from tests.issuers import (  # noqa: F401  (fixtures)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from rq import get_current_job
-
 from lockhook import jobs
-from lockhook.commands import CommandStore
+from lockhook.commands.store import CommandStore
 
 log = logging.getLogger("lockhook.deadlines")
 
 
-def expire_command(command_id: str) -> str:
-    """RQ job scheduled at the deadline (enqueue_at); a no-op when the command already resolved."""
-    client = get_current_job().connection
+def expire(client, command_id: str) -> str:
+    """Time out one command at its deadline; a no-op when it already resolved."""
     outcome = CommandStore(client).expire(command_id)
     if outcome:
         log.info("command timed out", extra={"command_id": command_id, "outcome": outcome})

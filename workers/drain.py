@@ -1,29 +1,17 @@
-"""The drain job: read the inbox stream in batches through a consumer group, apply, acknowledge."""
+"""The drain: read the inbox stream in batches through a consumer group, apply, acknowledge."""
 
 from __future__ import annotations
 
 import logging
-import time
 
 from redis.exceptions import ResponseError
-from rq import get_current_job
 
 from lockhook import defaults, jobs, keys
-from workers.outbox import consumer_name, ensure_group
-from workers.processing import apply_entries
+from lockhook.processing.apply import apply_entries
+from lockhook.streams import consumer_name, read_new
+from workers.flagged import run_flagged
 
 log = logging.getLogger("lockhook.drain")
-
-
-def _read(client, consumer: str, count: int):
-    try:
-        reply = client.xreadgroup(keys.INBOX_GROUP, consumer, {keys.INBOX: ">"}, count=count)
-    except ResponseError as exc:
-        if "NOGROUP" not in str(exc):
-            raise
-        ensure_group(client, keys.INBOX, keys.INBOX_GROUP)
-        reply = client.xreadgroup(keys.INBOX_GROUP, consumer, {keys.INBOX: ">"}, count=count)
-    return reply[0][1] if reply else []
 
 
 def process_batch(client, entries) -> int:
@@ -36,36 +24,22 @@ def process_batch(client, entries) -> int:
 
 
 def drain(client, max_seconds: float = defaults.DRAIN_MAX_SECONDS, batch: int = defaults.DRAIN_BATCH) -> int:
-    """Process inbox entries until none are left (or time is up); returns how many were applied."""
+    """Process inbox entries until none are left (or time is up); returns how many were read."""
     consumer = consumer_name()
-    stop_at = time.monotonic() + max_seconds
-    total = 0
-    while True:
-        client.expire(keys.DRAIN_FLAG, defaults.DRAIN_FLAG_TTL_S)
-        entries = _read(client, consumer, batch)
-        if not entries:
-            # release the flag, then look once more: a delivery stored in between is not stranded
-            client.delete(keys.DRAIN_FLAG)
-            entries = _read(client, consumer, batch)
-            if not entries:
-                return total
-            client.set(keys.DRAIN_FLAG, "1", ex=defaults.DRAIN_FLAG_TTL_S)
-        total += process_batch(client, entries)
-        if time.monotonic() > stop_at:
-            jobs.enqueue_drain(client)  # keep the flag, hand over to a fresh job so others get a turn
-            return total
 
+    def step() -> int:
+        entries = read_new(client, keys.INBOX, keys.INBOX_GROUP, consumer, batch)
+        if entries:
+            process_batch(client, entries)  # what failed stays pending: reclaimed later
+        return len(entries)
 
-def drain_inbox() -> int:
-    """RQ entry point (queued by the receiver when the inbox had no drain scheduled)."""
-    return drain(get_current_job().connection)
+    return run_flagged(client, keys.DRAIN_FLAG, step, lambda: jobs.enqueue_drain(client), max_seconds)
 
 
 def reclaim_inbox(client) -> int:
     """Apply entries that a dead worker read but never acknowledged."""
-    consumer = consumer_name()
     try:
-        _, entries, *_ = client.xautoclaim(keys.INBOX, keys.INBOX_GROUP, consumer,
+        _, entries, *_ = client.xautoclaim(keys.INBOX, keys.INBOX_GROUP, consumer_name(),
                                            min_idle_time=defaults.RECLAIM_IDLE_MS, start_id="0-0", count=500)
     except ResponseError:
         return 0

@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import logging
 
-from rq import get_current_job
-
 from lockhook import jobs
-from lockhook.commands import CommandStatus, CommandStore, Via, now_ms
-from lockhook.issuing import Refused, poll_seam
+from lockhook.clock import now_ms
+from lockhook.commands.issuing import Refused, poll_seam
+from lockhook.commands.store import CommandStatus, CommandStore, Via
 from lockhook.settings import Settings, get_settings
 
 log = logging.getLogger("lockhook.issuing")
 
 
-def poll_seam_command(command_id: str, connection=None, settings: Settings | None = None) -> str:
-    """RQ job (jobs.POLL_SEAM): resolve a still-pending Seam command from its action attempt.
+def poll_seam_command(command_id: str, connection, settings: Settings | None = None) -> str:
+    """Resolve a still-pending Seam command from its action attempt.
 
     Returns the outcome written, or "pending" (polled again later), "refused" or "noop".
     """
-    client = connection if connection is not None else get_current_job().connection
+    client = connection
     store = CommandStore(client)
     command = store.get(command_id)
     if command is None or command.status != CommandStatus.PENDING or command.via != Via.SEAM:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from lockhook import defaults, jobs, keys
+from lockhook.streams import consumer_name, oldest_unread_ms
 from workers.deadlines import sweep
-from workers.drain import consumer_name, reclaim_inbox
+from workers.drain import reclaim_inbox
 from workers.notifications import resume_overdue
 from workers.outbox import reclaim_outbox
 
@@ -25,30 +25,11 @@ def maintain(client) -> dict:
     report["dispatched"] = reclaim_outbox(client, consumer)
     # new outcomes are the dispatch job's (notifications worker): dispatching them here, in the events
     # worker, would hold its GIL for as long as the backlog takes and delay resolutions
-    report["dispatch"] = "queued" if _oldest_undelivered_ms(client, keys.OUTBOX, keys.OUTBOX_GROUP) is not None \
+    report["dispatch"] = "queued" if oldest_unread_ms(client, keys.OUTBOX, keys.OUTBOX_GROUP) is not None \
         and jobs.ensure_dispatch(client) else ""
     report["drain"] = _restart_stranded_drain(client)
     report["notifications"] = resume_overdue(client)  # attempts whose job was lost (worker killed mid-send)
     return report
-
-
-def _oldest_undelivered_ms(client, stream: str = keys.INBOX, group_name: str = keys.INBOX_GROUP) -> int | None:
-    """Age of the oldest stream entry no consumer has read yet (Redis 6.2 has no group 'lag', so look it up)."""
-    try:
-        groups = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"]: g
-                  for g in client.xinfo_groups(stream)}
-    except Exception:
-        return None
-    group = groups.get(group_name)
-    if group is None:
-        return None
-    last = group["last-delivered-id"]
-    last = last.decode() if isinstance(last, bytes) else last
-    first = client.xrange(stream, min="(" + last, count=1)
-    if not first:
-        return None
-    entry_id = first[0][0].decode() if isinstance(first[0][0], bytes) else first[0][0]
-    return max(0, int(time.time() * 1000) - int(entry_id.split("-")[0]))
 
 
 def _restart_stranded_drain(client) -> str:
@@ -57,7 +38,7 @@ def _restart_stranded_drain(client) -> str:
     A running drain refreshes the flag's TTL every batch, so a flag not refreshed for STALE_DRAIN_S while
     entries wait was left by a drain that died: queue a new one (a spare drain job is harmless).
     """
-    age_ms = _oldest_undelivered_ms(client)
+    age_ms = oldest_unread_ms(client, keys.INBOX, keys.INBOX_GROUP)
     if age_ms is None:
         return ""
     if jobs.ensure_drain(client):

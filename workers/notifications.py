@@ -17,23 +17,13 @@ from datetime import UTC, datetime
 
 import httpx
 from redis.exceptions import WatchError
-from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from lockhook import defaults, keys
-from lockhook.callback_policy import CallbackUrlUnresolvable, check_callback_url
 from lockhook.errors import LockhookError
-from lockhook.notification_store import (
-    DELIVERED,
-    FAILED,
-    QUEUED,
-    RETRYING,
-    Notification,
-    NotificationStore,
-    enqueue_send,
-    now_ms,
-)
-from lockhook.notify_payloads import (
+from lockhook.ingest.signatures import signature_headers
+from lockhook.notifications.callback_policy import CallbackUrlUnresolvable, check_callback_url
+from lockhook.notifications.payloads import (
     CALLBACK,
     SLACK,
     WEBHOOK,
@@ -43,9 +33,18 @@ from lockhook.notify_payloads import (
     slack_body,
     target_label,
 )
+from lockhook.notifications.store import (
+    DELIVERED,
+    FAILED,
+    QUEUED,
+    RETRYING,
+    Notification,
+    NotificationStore,
+    enqueue_send,
+    now_ms,
+)
 from lockhook.outcomes import COMMAND_OUTCOMES, LOCK_STATE_CHANGED, Outcome, subscribe
 from lockhook.settings import Settings, get_settings
-from lockhook.signatures import signature_headers
 
 log = logging.getLogger("lockhook.notifications")
 
@@ -240,11 +239,6 @@ def send(client, settings: Settings, nid: str, round_: int, attempt: int) -> str
     log.error("notification failed (%s) after %d attempt(s)", result.error, attempt,
               extra={**extra, "status": FAILED, "error_code": result.error})
     return FAILED
-
-
-def send_notification(nid: str, round_: int, attempt: int) -> str:
-    """RQ entry point (deterministic job id per notification, round and attempt)."""
-    return send(get_current_job().connection, get_settings(), nid, round_, attempt)
 
 
 def resume_overdue(client, settings: Settings | None = None) -> int:

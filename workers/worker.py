@@ -19,9 +19,9 @@ from lockhook import defaults, keys
 from lockhook.logs import configure_logging
 from lockhook.redis_client import sync_client
 from lockhook.settings import Settings
+from lockhook.streams import ensure_group
 from workers import notifications  # noqa: F401  (registers the outcome subscribers)
 from workers.maintenance import mark_alive, run_in_thread
-from workers.outbox import ensure_group
 
 log = logging.getLogger("lockhook.worker")
 

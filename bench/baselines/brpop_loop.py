@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from workers.processing import apply_entries
+from lockhook.processing.apply import apply_entries
 
 LIST = "bench:brpop"
 

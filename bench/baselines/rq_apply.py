@@ -7,7 +7,7 @@ import time
 
 from rq import get_current_job
 
-from workers.processing import apply_entries
+from lockhook.processing.apply import apply_entries
 
 
 def process_delivery(endpoint: str, delivery_id: str, headers: dict, body: bytes,

@@ -1,5 +1,5 @@
 -- Process one parsed event exactly once: event log, lock state, correlation, resolution, outbox.
--- ARGV: prefix, now_ms, event_json (normalized by lockhook.events), processed_ttl_s, park_ttl_s,
+-- ARGV: prefix, now_ms, event_json (normalized by lockhook.processing.events), processed_ttl_s, park_ttl_s,
 --       window_ms, device_log_cap
 local ev = cjson.decode(ARGV[3])
 if not redis.call('SET', P .. 'processed:' .. ev.key, '1', 'NX', 'EX', ARGV[4]) then

@@ -7,7 +7,7 @@ import asyncio
 from bench import profile
 from bench.common import BODY_BYTES, SECRET, percentile, seam_event, signed_deliveries
 from bench.loadgen import open_loop_async, run_async
-from lockhook.signatures import verify
+from lockhook.ingest.signatures import verify
 
 
 def test_signed_deliveries_are_unique_800_byte_seam_events_that_verify():

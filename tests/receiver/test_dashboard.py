@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lockhook.commands import CommandStore
+from lockhook.commands.store import CommandStore
 from receiver.dashboard import COOKIE
 from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, ROOT, SECRET, signed, wait_for
 from workers.drain import drain
@@ -280,8 +280,8 @@ def test_browser_login_live_resolution_and_resend(start_web, start_worker, targe
 
 def test_demo_run_on_the_dashboard_matches_metrics(start_web, start_worker, settings, tmp_path, browser):
     """Done when: a demo-style run (simulator, commands through the API) shows live and agrees with /metrics."""
-    from lockhook.demo import issue_and_wait, plan
     from tests.conftest import PYTHON, free_port, process_env
+    from tools.demo import issue_and_wait, plan
 
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
@@ -289,7 +289,7 @@ def test_demo_run_on_the_dashboard_matches_metrics(start_web, start_worker, sett
     start_worker(DEVICE_CLOUD_URL=sim_url)
     with open(tmp_path / "simulator.log", "w") as log:
         simulator = subprocess.Popen(
-            [PYTHON, "-m", "lockhook.cli", "simulate", "--port", str(sim_port), "--receiver-url", base,
+            [PYTHON, "-m", "tools.cli", "simulate", "--port", str(sim_port), "--receiver-url", base,
              "--secret", DEVICE_CLOUD_SECRET, "--delay", "0.2", "--delay-max", "1.0", "--failure-rate", "0.3",
              "--offline", "garage", "--duplicate-rate", "0.3", "--seed", "7"],
             env=process_env(settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

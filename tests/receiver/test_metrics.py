@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lockhook import keys
-from lockhook.commands import CommandStore
+from lockhook.commands.store import CommandStore
 from lockhook.metrics import LATENCY_BUCKETS_MS, latency_histogram
 from lockhook.scripts import source
 from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, SECRET, signed, wait_for

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lockhook import keys
-from lockhook.events import MODELS
+from lockhook.processing.events import MODELS
 from tests.conftest import SECRET, signed
 from tests.reliability.helpers import inbox_settled
 from workers.drain import drain

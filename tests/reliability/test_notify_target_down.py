@@ -11,9 +11,9 @@ from collections import Counter
 import httpx
 
 from lockhook import defaults, keys
-from lockhook.commands import CommandStore
-from lockhook.notification_store import NotificationStore
-from lockhook.notify_payloads import notification_id
+from lockhook.commands.store import CommandStore
+from lockhook.notifications.payloads import notification_id
+from lockhook.notifications.store import NotificationStore
 from lockhook.outcomes import Outcome
 from tests.conftest import free_port, signed, wait_for
 from tests.reliability.helpers import NotifyTarget, attempt_succeeded, body

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from lockhook.commands import CommandStore
+from lockhook.commands.store import CommandStore
 from tests.conftest import signed, wait_for
 from tests.reliability.helpers import attempt_succeeded, body, diagnose, other_event
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from lockhook import defaults, keys
-from lockhook.commands import CommandStore
+from lockhook.commands.store import CommandStore
 from tests.conftest import signed, wait_for
 from tests.reliability.helpers import attempt_succeeded, body, diagnose, inbox_settled, lock_event, other_event
 

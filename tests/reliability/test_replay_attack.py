@@ -9,7 +9,7 @@ import time
 import httpx
 
 from lockhook import defaults, keys
-from lockhook.signatures import verify
+from lockhook.ingest.signatures import verify
 from tests.conftest import DEVICE_CLOUD_SECRET, SECRET, signed
 from tests.reliability.helpers import lock_event
 

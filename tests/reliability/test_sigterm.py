@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from lockhook import defaults, jobs, keys
-from lockhook.commands import CommandStore
+from lockhook.commands.store import CommandStore
 from tests.conftest import API_TOKEN, signed, wait_for
 from tests.reliability.helpers import attempt_succeeded, body, other_event
 from tests.reliability.test_worker_kill import heavy_event, store_deliveries

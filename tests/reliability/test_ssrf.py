@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from lockhook import outcomes
-from lockhook.callback_policy import check_callback_url
-from lockhook.commands import CommandStore
+from lockhook.commands.store import CommandStore
 from lockhook.errors import CallbackUrlRefused
-from lockhook.notification_store import NotificationStore
+from lockhook.notifications.callback_policy import check_callback_url
+from lockhook.notifications.store import NotificationStore
 from tests.conftest import API_TOKEN, signed, wait_for
 from tests.reliability.helpers import NotifyTarget, attempt_succeeded, body
 from workers.notifications import deliver, enqueue_notifications

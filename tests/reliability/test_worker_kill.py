@@ -12,7 +12,7 @@ import time
 import httpx
 
 from lockhook import defaults, jobs, keys
-from lockhook.commands import CommandStore
+from lockhook.commands.store import CommandStore
 from tests.conftest import signed, wait_for
 from tests.reliability.helpers import attempt_succeeded, body, diagnose, inbox_settled, other_event
 

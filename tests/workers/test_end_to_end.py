@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from lockhook.commands import CommandStore
+from lockhook.commands.store import CommandStore
 from tests.conftest import DEVICE_CLOUD_SECRET, signed, wait_for
 
 

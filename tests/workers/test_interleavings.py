@@ -7,12 +7,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lockhook import keys, outcomes
-from lockhook.commands import CommandStore
-from lockhook.inbox import retention_min_id
-from lockhook.locks import lock_state
+from lockhook.commands.store import CommandStore
+from lockhook.ingest.inbox import retention_min_id
+from lockhook.processing.locks import lock_state
 from lockhook.scripts import Scripts
+from lockhook.streams import ensure_group
 from workers.drain import drain
-from workers.outbox import dispatch_outbox, ensure_group
+from workers.outbox import dispatch_outbox
 
 DEVICE = "dev_p"
 BASE_MS = 1_700_000_000_000

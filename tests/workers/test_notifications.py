@@ -15,11 +15,11 @@ import pytest
 from svix.webhooks import Webhook
 
 from lockhook import keys
-from lockhook.callback_policy import CallbackUrlUnresolvable, check_callback_url
-from lockhook.commands import CommandStore
+from lockhook.commands.store import CommandStore
 from lockhook.errors import CallbackUrlRefused
-from lockhook.notification_store import NotificationStore
-from lockhook.notify_payloads import CALLBACK, slack_text
+from lockhook.notifications.callback_policy import CallbackUrlUnresolvable, check_callback_url
+from lockhook.notifications.payloads import CALLBACK, slack_text
+from lockhook.notifications.store import NotificationStore
 from lockhook.outcomes import Outcome
 from lockhook.settings import Settings
 from tests.conftest import ROOT, process_env, signed, wait_for
@@ -357,11 +357,11 @@ def test_an_attempt_whose_worker_died_mid_send_is_sent_again_with_the_same_id(r,
     from rq import Queue, SimpleWorker
     from rq.job import Job
 
-    import workers.notifications as notifications
-    from lockhook.notification_store import job_id
+    import workers.jobs
+    from lockhook.notifications.store import job_id
 
     s = derive(settings, notify_webhook_url=f"{receiver.base}/r", notify_webhook_secret=NOTIFY_SECRET)
-    monkeypatch.setattr(notifications, "get_settings", lambda: s)
+    monkeypatch.setattr(workers.jobs, "get_settings", lambda: s)
     store = NotificationStore(r)
     cmd, _ = CommandStore(r).register("dev_k", "lock", "external", status="rejected", error_code="E")
     [nid] = enqueue_notifications(r, s, Outcome(type="command.rejected", at_ms=1, command_id=cmd.command_id))

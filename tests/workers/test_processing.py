@@ -7,12 +7,13 @@ import uuid
 import pytest
 
 from lockhook import keys, outcomes
-from lockhook.commands import CommandStore
-from lockhook.locks import device_events, lock_state
+from lockhook.commands.store import CommandStore
+from lockhook.processing.apply import apply_entries
+from lockhook.processing.locks import device_events, lock_state
+from lockhook.streams import ensure_group
 from tests.conftest import DEVICE_CLOUD_SECRET, signed
 from workers.drain import drain
-from workers.outbox import dispatch_outbox, ensure_group
-from workers.processing import apply_entries
+from workers.outbox import dispatch_outbox
 
 
 def iso(ms: int) -> str:
@@ -238,7 +239,7 @@ def test_unlocked_without_device_id_takes_the_commands_device(h):
 
 
 def test_timestamps_of_any_precision():
-    from lockhook.events import parse_event
+    from lockhook.processing.events import parse_event
 
     for stamp in ("2025-05-22T10:45:12Z", "2025-05-22T10:45:12.1Z", "2025-05-22T10:45:12.123456789Z",
                   "2025-05-22T10:45:12.123+00:00"):

@@ -11,7 +11,7 @@ notifications_app = typer.Typer(no_args_is_help=True, help="Failed notifications
 
 
 def _store():
-    from lockhook.notification_store import NotificationStore
+    from lockhook.notifications.store import NotificationStore
     from lockhook.redis_client import sync_client
     from lockhook.settings import get_settings
 

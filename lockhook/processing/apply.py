@@ -7,7 +7,7 @@ import logging
 import time
 
 from lockhook import defaults
-from lockhook.events import normalize, parse_event
+from lockhook.processing.events import normalize, parse_event
 from lockhook.redis_client import text_hash
 from lockhook.scripts import Scripts
 

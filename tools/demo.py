@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from lockhook.devserver import DEV_DIR, EmbeddedRedis, free_port, new_webhook_secret, procfile_path
 from lockhook.errors import ConfigError
+from tools.devserver import DEV_DIR, EmbeddedRedis, free_port, new_webhook_secret, procfile_path
 
 DEVICES = ("front_door", "back_door", "side_gate", "garage")
 OFFLINE = "garage"  # answers DEVICE_OFFLINE at once: its commands are rejected

@@ -6,9 +6,10 @@ import hashlib
 import json
 from urllib.parse import urlsplit
 
-from lockhook.commands import Command, CommandStore, _iso
-from lockhook.locks import lock_state
+from lockhook.clock import iso
+from lockhook.commands.store import Command, CommandStore
 from lockhook.outcomes import LOCK_STATE_CHANGED, Outcome
+from lockhook.processing.locks import lock_state
 
 WEBHOOK = "webhook"
 CALLBACK = "callback"
@@ -41,7 +42,7 @@ def outcome_data(client, outcome: Outcome) -> dict:
 
 def body(outcome: Outcome, nid: str, data: dict) -> str:
     """The exact bytes sent (as text): built once, so every retry carries the same signed body."""
-    return json.dumps({"type": outcome.type, "id": nid, "created_at": _iso(outcome.at_ms), "data": data},
+    return json.dumps({"type": outcome.type, "id": nid, "created_at": iso(outcome.at_ms), "data": data},
                       separators=(",", ":"), sort_keys=True)
 
 

@@ -1,7 +1,7 @@
 """Re-run stored deliveries (the lh:inbox stream) through processing again, past the event dedupe.
 
 For use after a bug fix: each event's `processed` mark is removed and the entry applied again by
-workers.processing.apply_entries. Commands already resolved stay resolved and notify nothing (the
+lockhook.processing.apply.apply_entries. Commands already resolved stay resolved and notify nothing (the
 resolve script is a no-op for them), and lock.state_changed fires only on a real change of state.
 """
 
@@ -52,7 +52,7 @@ class ReprocessReport:
 def reprocess(client, since_ms: int, until_ms: int | None = None, endpoint: str | None = None,
               batch: int = BATCH) -> ReprocessReport:
     """Apply every inbox entry received in [since, until] again, in stream order."""
-    from workers.processing import apply_entries, prepare
+    from lockhook.processing.apply import apply_entries, prepare
 
     report = ReprocessReport()
     start = f"{since_ms}-0"

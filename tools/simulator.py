@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from lockhook.signatures import signature_headers
+from lockhook.ingest.signatures import signature_headers
 
 log = logging.getLogger("lockhook.simulator")
 

@@ -7,8 +7,8 @@ import sys
 
 import typer
 
-from lockhook.notifications_cli import notifications_app
 from lockhook.settings import get_settings
+from tools.notifications_cli import notifications_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -41,8 +41,8 @@ def _fail(exc: Exception) -> None:
 @app.command()
 def dev() -> None:
     """Run web + worker together (honcho on the Procfile), with an embedded Redis when none answers."""
-    from lockhook.devserver import run
     from lockhook.errors import ConfigError
+    from tools.devserver import run
 
     try:
         code = run(get_settings())
@@ -68,7 +68,7 @@ def replay(paths: list[str] = typer.Argument(..., help="fixture files, JSONL fil
            new_ids: bool = typer.Option(False, "--new-ids", help="give every delivery a fresh id")) -> None:
     """Re-sign recorded deliveries with fresh timestamps and post them; exit 1 if any was rejected."""
     from lockhook.errors import ConfigError
-    from lockhook.replay import run_replay
+    from tools.replay import run_replay
 
     settings = get_settings()
     seam = [_secret_or_settings(secret, "seam")]
@@ -91,7 +91,7 @@ def sign(file: str = typer.Argument(..., help="a fixture (its body and id are us
          timestamp: int = typer.Option(None, help="unix seconds (default: now)"),
          prefix: str = typer.Option(None, help="header prefix: svix or webhook")) -> None:
     """Print the three signature headers for a body, curl-ready (`-H 'svix-id: ...'`)."""
-    from lockhook.replay import curl_lines, sign_file
+    from tools.replay import curl_lines, sign_file
 
     try:
         headers, _ = sign_file(file, secret, delivery_id, timestamp, prefix)
@@ -107,8 +107,8 @@ def reprocess(since: str = typer.Option(..., help="15m, 2h, 1d ago; or ISO 8601 
     """Re-apply stored deliveries past the event dedupe (after a bug fix); resolved commands stay resolved."""
     from lockhook.errors import ConfigError
     from lockhook.redis_client import sync_client
-    from lockhook.reprocess import parse_since
-    from lockhook.reprocess import reprocess as run_reprocess
+    from tools.reprocess import parse_since
+    from tools.reprocess import reprocess as run_reprocess
 
     try:
         since_ms = parse_since(since)
@@ -134,7 +134,7 @@ def simulate(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(809
              api_key: str = typer.Option(None, help="require this key (Bearer or X-API-Key)"),
              seed: int = typer.Option(None, help="random seed for repeatable runs")) -> None:
     """Run a device cloud (seed 003) that also plays Seam, confirming actions by signed webhooks."""
-    from lockhook.simulator import SimulatorConfig, serve
+    from tools.simulator import SimulatorConfig, serve
 
     settings = get_settings()
     cloud = secret or (settings.webhook_secrets("device-cloud") or settings.webhook_secrets("seam") or [None])[0]
@@ -152,8 +152,8 @@ def simulate(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(809
 @app.command()
 def demo(commands: int = typer.Option(12, min=1, max=200, help="how many commands to issue")) -> None:
     """Run everything (embedded Redis, web, worker, simulator), issue commands, print the outcomes."""
-    from lockhook.demo import run as run_demo
     from lockhook.errors import ConfigError
+    from tools.demo import run as run_demo
 
     try:
         code = run_demo(commands)

@@ -6,15 +6,15 @@ Every state change is one Lua script (lockhook/lua), so a command leaves `pendin
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
 
 from lockhook import defaults, jobs, keys
+from lockhook.clock import iso, now_ms
 from lockhook.redis_client import text, text_hash
 from lockhook.scripts import Scripts
 
@@ -39,16 +39,6 @@ class Via(StrEnum):
 
 
 ID_KINDS = ("custom_id", "action_id", "action_attempt_id")
-
-
-def _iso(ms: str | int | None) -> str | None:
-    if ms in (None, ""):
-        return None
-    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Command(BaseModel):
@@ -89,14 +79,10 @@ class Command(BaseModel):
             status=h["status"],
             **{k: h.get(k) or None for k in (*ID_KINDS, "error_code", "error_message", "performed_via",
                                               "method", "resolved_by", "callback_url")},
-            created_at=_iso(h["created_at"]), deadline_at=_iso(h["deadline_at"]),
-            resolved_at=_iso(h.get("resolved_at")), late=h.get("late") == "1",
+            created_at=iso(h["created_at"]), deadline_at=iso(h["deadline_at"]),
+            resolved_at=iso(h.get("resolved_at")), late=h.get("late") == "1",
             metadata=json.loads(h["metadata"]) if h.get("metadata") else None,
         )
-
-
-def _s(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 class CommandStore:

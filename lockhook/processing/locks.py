@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from lockhook import keys
-from lockhook.commands import _iso
+from lockhook.clock import iso
 from lockhook.redis_client import text_hash
 
 
@@ -17,12 +17,12 @@ def lock_state(client, device_id: str) -> dict | None:
     return {
         "device_id": device_id,
         "locked": None if h.get("locked") in (None, "") else h["locked"] == "1",
-        "occurred_at": _iso(h.get("occurred_at")),
+        "occurred_at": iso(h.get("occurred_at")),
         "method": h.get("method"),
         "performed_via": h.get("performed_via"),
         "source_event": h.get("source_event"),
         "event_type": h.get("event_type"),
-        "updated_at": _iso(h.get("updated_at")),
+        "updated_at": iso(h.get("updated_at")),
     }
 
 
@@ -30,7 +30,7 @@ def _event_line(raw: bytes | str) -> dict:
     entry = json.loads(raw)
     for field in ("occurred_at", "received_at"):
         if entry.get(field):
-            entry[field] = _iso(entry[field])
+            entry[field] = iso(entry[field])
     return entry
 
 

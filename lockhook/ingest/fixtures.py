@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from lockhook.inbox import Delivery
+from lockhook.ingest.inbox import Delivery
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 

@@ -22,17 +22,13 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.utils import now as rq_now
 
-from lockhook import defaults, keys
-from lockhook.commands import _iso
+from lockhook import defaults, jobs, keys
+from lockhook.clock import iso, now_ms
 from lockhook.redis_client import text_hash
 
-SEND_JOB = "workers.notifications.send_notification"
+SEND_JOB = jobs.SEND_NOTIFICATION
 
 QUEUED, SENDING, RETRYING, DELIVERED, FAILED = "queued", "sending", "retrying", "delivered", "failed"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def job_id(nid: str, round_: int, attempt: int) -> str:
@@ -97,8 +93,8 @@ class Notification:
             command_id=h.get("command_id") or None, device_id=h.get("device_id") or None,
             last_error=h.get("last_error") or None,
             last_status_code=int(h["last_status_code"]) if h.get("last_status_code") else None,
-            created_at=_iso(h.get("created_at")), last_attempt_at=_iso(h.get("last_attempt_at")),
-            delivered_at=_iso(h.get("delivered_at")), failed_at=_iso(h.get("failed_at")),
+            created_at=iso(h.get("created_at")), last_attempt_at=iso(h.get("last_attempt_at")),
+            delivered_at=iso(h.get("delivered_at")), failed_at=iso(h.get("failed_at")),
         )
 
     def public(self) -> dict:

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 
 from lockhook.errors import ConfigError
-from lockhook.fixtures import read_fixtures
-from lockhook.signatures import signature_headers
+from lockhook.ingest.fixtures import read_fixtures
+from lockhook.ingest.signatures import signature_headers
 
 ENDPOINTS = ("seam", "device-cloud")
 SIGNATURE_HEADERS = {f"{p}-{n}" for p in ("svix", "webhook") for n in ("id", "timestamp", "signature")}

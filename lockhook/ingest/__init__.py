@@ -1,0 +1,1 @@
+"""Ingest: signature checks, the durable inbox, and the recorded-delivery format."""

@@ -1,0 +1,1 @@
+"""Notifications: records, payloads and the callback URL policy."""

@@ -1,0 +1,46 @@
+"""Every RQ job lockhook queues, in one module: `lockhook.jobs` names each of them by its dotted path here."""
+
+from __future__ import annotations
+
+from rq import get_current_job
+
+from lockhook.settings import get_settings
+
+
+def _connection():
+    return get_current_job().connection
+
+
+def drain_inbox() -> int:
+    """Queued by the receiver when the inbox had no drain scheduled."""
+    from workers.drain import drain
+
+    return drain(_connection())
+
+
+def dispatch_outcomes() -> int:
+    """Notifications queue: turn new outcomes into notification sends until the outbox is empty."""
+    from workers.outbox import dispatch_all
+
+    return dispatch_all(_connection())
+
+
+def expire_command(command_id: str) -> str:
+    """Scheduled at a command's deadline (enqueue_at); a no-op when it already resolved."""
+    from workers.deadlines import expire
+
+    return expire(_connection(), command_id)
+
+
+def poll_seam_command(command_id: str) -> str:
+    """Scheduled after SEAM_POLL_AFTER_S for a Seam command still pending."""
+    from workers.issuing import poll_seam_command as poll
+
+    return poll(command_id, connection=_connection(), settings=get_settings())
+
+
+def send_notification(nid: str, round_: int, attempt: int) -> str:
+    """One attempt of one notification (deterministic job id per notification, round and attempt)."""
+    from workers.notifications import send
+
+    return send(_connection(), get_settings(), nid, round_, attempt)
