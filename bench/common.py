@@ -165,7 +165,7 @@ class BenchRedis:
 
 
 def lockhook_env(redis_url: str, **extra) -> dict[str, str]:
-    """Environment of a lockhook process: only what CONTRACT.md names, plus JSON logs."""
+    """Environment of a lockhook process: only the variables the README documents, plus JSON logs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCKHOOK_", "SEAM_", "DEVICE_CLOUD_", "NOTIFY_"))}
     env.update(REDIS_URL=redis_url, SEAM_WEBHOOK_SECRET=SECRET, LOG_FORMAT="json", PYTHONUNBUFFERED="1",
                PATH=f"{Path(PY).parent}:{env.get('PATH', '')}")

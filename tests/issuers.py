@@ -1,4 +1,4 @@
-"""Local stand-ins for the remotes commands are issued to: the Seam fake (npm) and a seed-003 device cloud."""
+"""Local stand-ins for the remotes commands are issued to: the Seam fake (npm) and a local device cloud."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def _path() -> str:
 
 
 class DeviceCloud:
-    """A device cloud as seed 003 describes it: POST /locks/{id}/actions answers at once.
+    """A device cloud: POST /locks/{id}/actions answers at once, confirmation comes later by webhook.
 
     `refuse[device_id] = (code, message)` answers `{error_code, message}`; `fail_next` answers that
     many 503s first; every request is recorded in `calls`.

@@ -1,4 +1,4 @@
-"""Issuing clients (Seam SDK against the fake, seed-003 device cloud) and the Seam poll job racing webhooks."""
+"""Issuing clients (Seam SDK against the fake, a local device cloud) and the Seam poll job racing webhooks."""
 
 from __future__ import annotations
 

@@ -133,7 +133,7 @@ def simulate(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(809
              duplicate_rate: float = typer.Option(0.0, min=0, max=1, help="share of webhooks sent twice"),
              api_key: str = typer.Option(None, help="require this key (Bearer or X-API-Key)"),
              seed: int = typer.Option(None, help="random seed for repeatable runs")) -> None:
-    """Run a device cloud (seed 003) that also plays Seam, confirming actions by signed webhooks."""
+    """Run a local device cloud (and Seam stand-in) that confirms actions by signed webhooks."""
     from tools.simulator import SimulatorConfig, serve
 
     settings = get_settings()

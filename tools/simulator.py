@@ -1,4 +1,4 @@
-"""A device cloud on localhost (seed 003) that can also play Seam, confirming actions by signed webhooks.
+"""A device cloud on localhost that can also play Seam, confirming actions by signed webhooks.
 
 Device cloud: `POST /locks/{lock_id}/actions {action, custom_id}` answers `pending` with an
 `action_id` (or `DEVICE_OFFLINE` at once for offline locks), then after a delay posts a signed
@@ -145,7 +145,7 @@ async def _complete_device_action(state: SimState, record: dict) -> None:
 
 
 async def device_action(request: Request) -> JSONResponse:
-    """Seed 003: accept a lock/unlock, answer pending now, confirm later by webhook."""
+    """`POST /locks/{lock_id}/actions`: accept a lock/unlock, answer pending now, confirm later by webhook."""
     state: SimState = request.app.state.sim
     if not _authorized(request, state.config):
         return JSONResponse({"error_code": "UNAUTHORIZED", "message": "missing or wrong API key"}, status_code=401)

@@ -1,4 +1,4 @@
-"""Issuing lock/unlock commands: Seam through its SDK, device clouds over HTTP (seed 003).
+"""Issuing lock/unlock commands: Seam through its SDK, device clouds over HTTP (`POST /locks/{id}/actions`).
 
 Both clients are synchronous (web handlers call them in a thread) and bounded in time. Every outcome
 is one of three: accepted (ids to attach), `Refused` (the remote said no: the command is rejected),

@@ -8,7 +8,7 @@ end
 local result = {status = 'applied'}
 redis.call('HINCRBY', P .. 'stats:events', ev.type, 1)
 
--- correlation, first match wins (DESIGN.md)
+-- correlation, first match wins (the four rules in the README's "How it works")
 local cid = nil
 if ev.result then
   local function lookup(kind, value)

@@ -81,7 +81,7 @@ class ActionAttemptEvent(BaseEvent):
 
 
 class LockActionCompleted(BaseEvent):
-    """Device cloud (seed 003): the outcome of `POST /locks/{id}/actions`. It has no event_id."""
+    """Device cloud: the outcome of an action requested with `POST /locks/{id}/actions`. It has no event_id."""
 
     event_type: Literal["lock.action_completed"]
     action_id: str | None = None

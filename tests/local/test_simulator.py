@@ -1,4 +1,4 @@
-"""The simulator over real HTTP: seed-003 device cloud and Seam, confirming through a live receiver + worker."""
+"""The simulator over real HTTP: device cloud and Seam, confirming through a live receiver + worker."""
 
 from __future__ import annotations
 

@@ -361,7 +361,7 @@ def test_wait_on_an_already_resolved_command_answers_at_once(client, r):
     assert time.monotonic() - started < 1
 
 
-# -- over real HTTP with the Procfile's web + worker (issue 5 "Done when") ----------------------------
+# -- over real HTTP with the Procfile's web + worker -----------------------------------------------------
 
 def live_env(fake_seam, device_cloud, poll_after_s: float) -> dict:
     return {"SEAM_API_KEY": SEAM_API_KEY, "SEAM_ENDPOINT": fake_seam.url, "SEAM_POLL_AFTER_S": poll_after_s,

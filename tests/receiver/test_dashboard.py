@@ -279,7 +279,7 @@ def test_browser_login_live_resolution_and_resend(start_web, start_worker, targe
 
 
 def test_demo_run_on_the_dashboard_matches_metrics(start_web, start_worker, settings, tmp_path, browser):
-    """Done when: a demo-style run (simulator, commands through the API) shows live and agrees with /metrics."""
+    """A demo-style run (simulator, commands through the API) shows live and agrees with /metrics."""
     from tests.conftest import PYTHON, free_port, process_env
     from tools.demo import issue_and_wait, plan
 

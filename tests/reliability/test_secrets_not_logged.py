@@ -85,7 +85,7 @@ def test_no_secret_in_any_log_or_response(start_web, start_worker, r):
     assert "notification" in worker_log and worker_log.count("\n") > 5  # the logs are really there
     assert_clean(web.log_path.read_text(), "the web log")
     assert_clean(worker.log_path.read_text(), "the worker log")
-    # the caller's own callback_url is part of the command JSON it may read back (CONTRACT.md); nothing else
+    # the caller's own callback_url is part of the command JSON it may read back (README, API); nothing else
     assert_clean("\n".join(responses), "a response", allowed=(CALLBACK_TOKEN,))
     assert web_log and worker_log
 
