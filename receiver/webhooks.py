@@ -11,7 +11,8 @@ from starlette.routing import Route
 
 from lockhook.errors import EndpointDisabled
 from lockhook.ingest.inbox import Delivery
-from lockhook.ingest.signatures import verify
+from lockhook.ingest.signatures import check_unambiguous, verify
+from lockhook.metrics import RECORDER_FAILURES
 from receiver.body import read_body
 from receiver.observe import observed
 
@@ -35,6 +36,16 @@ def _kept_headers(request: Request) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw if k.startswith(_KEPT_HEADERS)}
 
 
+def _record(recorder, delivery: Delivery) -> None:
+    """The delivery is stored already: a recorder failure is logged and counted, never the sender's problem."""
+    try:
+        recorder(delivery)
+    except Exception as exc:
+        RECORDER_FAILURES.labels(delivery.endpoint).inc()
+        log.warning("could not record the delivery as a fixture: %s", type(exc).__name__,
+                    extra={"delivery_id": delivery.delivery_id})
+
+
 def webhook_route(endpoint: str) -> Route:
     """One route per sender, each with its own secrets."""
 
@@ -43,13 +54,14 @@ def webhook_route(endpoint: str) -> Route:
         secrets = state.webhook_secrets[endpoint]
         if not secrets:
             raise EndpointDisabled(f"no secret is configured for /webhooks/{endpoint}")
+        check_unambiguous(request.headers.raw)
         body = await read_body(request, state.settings.max_body_bytes)
         delivery_id = verify(secrets, request.headers, body)
         delivery = Delivery(endpoint, delivery_id, _kept_headers(request), body, quarantine=not is_event(body))
         if await state.inbox.put(delivery):
             status = "quarantined" if delivery.quarantine else "accepted"
             if state.recorder is not None:
-                state.recorder(delivery)
+                _record(state.recorder, delivery)
         else:
             status = "duplicate"
         request.state.delivery = (delivery_id, status)  # for the per-delivery log line (receiver/observe.py)
