@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import e2e, ingest, memory, processing, profile, scale  # noqa: E402
+from bench import dashboard_streams, e2e, ingest, memory, processing, profile, scale  # noqa: E402
 from bench.common import BenchRedis, Section, free_port, log, mib, ms, work_dir  # noqa: E402
 
 
@@ -90,6 +90,7 @@ def main() -> None:
         end = e2e.run(r, e2e_rate, e2e_s, profile_s=0 if args.no_profile else 8)
         end_bare = e2e.run(r, e2e_rate, bare_s, drain_s=3, notify=False)
         rb = memory.redis_bytes(r)
+        dash, _ = dashboard_streams.run(seconds=5 if q else 15)
         c_big = proc_results["c_big"]
         rss = [("web (c), saturated ingest", ing_results["c"].peak_rss),
                ("web (a), saturated ingest", ing_results["a"].peak_rss),
@@ -100,7 +101,8 @@ def main() -> None:
         out += [ing.markdown(), proc.markdown(), e2e_section(end, e2e_rate, e2e_s, end_bare).markdown(),
                 memory.section(rb, rss, ing_results["c"].redis_bytes,
                                proc_results["c"].redis_bytes_per_event).markdown(),
-                scale.section(ing_results, two_web, proc_results["c"], two_workers).markdown()]
+                scale.section(ing_results, two_web, proc_results["c"], two_workers).markdown(),
+                dash.markdown()]
         if not args.no_profile:
             log("profiles (separate short runs after the measured ones; the end-to-end one was sampled during it)")
             web = ingest.bench("c", r, ingest.Pools(40_000, 0), free_port(), 5, fixed_rate=None, profile_s=1)

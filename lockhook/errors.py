@@ -59,6 +59,13 @@ class InvalidSignature(SignatureError):
     code = "invalid_signature"
 
 
+class AmbiguousSignatureHeaders(LockhookError):
+    """A signature header given twice (or svix-* and webhook-* disagreeing): which one was signed is unclear."""
+
+    status_code = 400
+    code = "ambiguous_signature_headers"
+
+
 class PayloadTooLarge(LockhookError):
     status_code = 413
     code = "payload_too_large"

@@ -42,6 +42,9 @@ WEBHOOK_REJECTIONS = Counter("lockhook_webhook_rejections", "Webhook deliveries 
 ACK_LATENCY = Histogram("lockhook_ack_latency_seconds", "Time from request start to the webhook answer",
                         ["endpoint"], buckets=ACK_BUCKETS_S)
 
+RECORDER_FAILURES = Counter("lockhook_recorder_failures", "Stored deliveries RECORD_DIR could not write as a fixture",
+                            ["endpoint"])
+
 
 def record_ack(endpoint: str, seconds: float) -> None:
     ACK_LATENCY.labels(endpoint).observe(seconds)

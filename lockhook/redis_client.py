@@ -45,3 +45,14 @@ def int_hash(raw: dict) -> dict[str, int]:
         except ValueError:
             continue
     return out
+
+
+def eviction_warning(memory_info: dict) -> str | None:
+    """What is wrong with a Redis that may evict keys (INFO memory's `maxmemory_policy`), or None.
+
+    lockhook keeps commands, dedupe marks and the inbox in Redis: an evicting policy silently loses them.
+    """
+    policy = text(memory_info.get("maxmemory_policy", "noeviction"))
+    if policy == "noeviction":
+        return None
+    return f"Redis maxmemory-policy is {policy}: set it to noeviction, or Redis may drop commands and deliveries"

@@ -26,7 +26,10 @@ class Settings(BaseSettings):
     seam_webhook_secret: SecretStr | None = None
     device_cloud_webhook_secret: SecretStr | None = None
     max_body_bytes: int = Field(262_144, gt=0)
+    max_header_bytes: int = Field(65_536, ge=4096)  # a request head (request line + headers) larger than this: 431
+    header_read_timeout_s: float = Field(20.0, gt=0, le=60)  # a head not complete this long after it began: closed
     dedupe_ttl_seconds: int = Field(7 * 24 * 3600, gt=0)
+    inbox_retention_s: int = Field(24 * 3600, gt=0)  # processed raw bodies are kept this long (reprocess's reach)
 
     lockhook_api_token: SecretStr | None = None
 

@@ -37,6 +37,26 @@ def read_new(client, stream: str, group: str, consumer: str, count: int) -> list
     return reply[0][1] if reply else []
 
 
+def trim_finished(client, stream: str, group: str, older_than_ms: int) -> int:
+    """Drop entries older than `older_than_ms` that every consumer of `group` has finished; returns how many.
+
+    An entry no consumer has read yet, or one read but not acknowledged, is never dropped, however old.
+    """
+    try:
+        info = {text(g["name"]): g for g in client.xinfo_groups(stream)}.get(group)
+    except Exception:
+        return 0
+    if info is None:
+        return 0
+    floor = older_than_ms
+    last = text(info["last-delivered-id"])
+    floor = min(floor, int(last.split("-")[0]) + 1) if last != "0-0" else 0
+    pending = client.xpending(stream, group)
+    if pending and pending.get("pending"):
+        floor = min(floor, int(text(pending["min"]).split("-")[0]))
+    return client.xtrim(stream, minid=f"{floor}-0", approximate=False) if floor > 0 else 0
+
+
 def oldest_unread_ms(client, stream: str, group_name: str) -> int | None:
     """Age of the oldest entry no consumer has read yet (Redis 6.2 has no group 'lag', so look it up)."""
     try:

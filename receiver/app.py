@@ -35,7 +35,34 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "internal_error", "message": "internal error"}, status_code=500)
 
 
-def build_app(settings: Settings) -> Starlette:
+class Receiver:
+    """The ASGI app: `POST /webhooks/*` goes straight to its raw handler, everything else to Starlette.
+
+    The ack path skips Starlette's middleware and router (a Request per call, two send wrappers, a route
+    scan): a sixth of its CPU. Its answers are the same; Starlette still lists the routes (405, OpenAPI).
+    """
+
+    def __init__(self, app: Starlette):
+        self.app = app
+        self.fast = {route.path: route.app for route in webhooks.routes}
+
+    async def __call__(self, scope, receive, send) -> None:
+        handler = self.fast.get(scope.get("path")) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        scope["app"] = self.app
+        try:
+            await handler(scope, receive, send)
+        except Exception as exc:  # what Starlette's error middleware would do: one line, a JSON 500
+            log.error("unhandled %s on POST %s", type(exc).__name__, scope["path"])
+            await webhooks.answer(send, 500, b'{"error":"internal_error","message":"internal error"}')
+
+    def __getattr__(self, name: str):
+        return getattr(self.app, name)  # state, routes, url_path_for, ...
+
+
+def build_app(settings: Settings) -> Receiver:
     """Build the app for these settings; raises ConfigError when it must not start."""
     settings.require_webhook_secret()
     check_secrets(settings.webhook_secrets("seam") + settings.webhook_secrets("device-cloud"))
@@ -68,7 +95,7 @@ def build_app(settings: Settings) -> Starlette:
     app.state.settings = settings
     app.state.webhook_secrets = {endpoint: settings.webhook_secrets(endpoint) for endpoint in webhooks.ENDPOINTS}
     app.state.recorder = (lambda d: write_fixture(settings.record_dir, d)) if settings.record_dir else None
-    return app
+    return Receiver(app)
 
 
 def _enqueue_drain(connection) -> None:
@@ -78,7 +105,7 @@ def _enqueue_drain(connection) -> None:
         log.warning("could not enqueue a drain job: %s", type(exc).__name__)
 
 
-def create_app() -> Starlette:
+def create_app() -> Receiver:
     """uvicorn factory (`uvicorn --factory receiver.app:create_app`): exits with one line on bad config."""
     settings = get_settings()
     configure_logging(settings)

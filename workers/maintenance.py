@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from lockhook import defaults, jobs, keys
-from lockhook.streams import consumer_name, oldest_unread_ms
+from lockhook.streams import consumer_name, oldest_unread_ms, trim_finished
 from workers.deadlines import sweep
 from workers.drain import reclaim_inbox
 from workers.notifications import resume_overdue
@@ -18,10 +19,14 @@ STALE_DRAIN_S = 10
 """A drain flag whose TTL was not refreshed for this long, while entries wait, belongs to a dead drain."""
 
 
-def maintain(client) -> dict:
+def maintain(client, inbox_retention_s: int | None = None) -> dict:
     """One round of housekeeping; safe to run concurrently and repeatedly."""
     consumer = consumer_name()
     report = {"reclaimed": reclaim_inbox(client), "expired": sweep(client)}
+    if inbox_retention_s is not None:  # raw bodies of processed deliveries, once past reprocess's reach
+        cutoff = int(time.time() * 1000) - inbox_retention_s * 1000
+        report["trimmed"] = trim_finished(client, keys.INBOX, keys.INBOX_GROUP, cutoff)
+        report["trimmed"] += client.xtrim(keys.QUARANTINE, minid=f"{cutoff}-0", approximate=False)
     report["dispatched"] = reclaim_outbox(client, consumer)
     # new outcomes are the dispatch job's (notifications worker): dispatching them here, in the events
     # worker, would hold its GIL for as long as the backlog takes and delay resolutions
@@ -70,7 +75,7 @@ def run_in_thread(settings, stop: threading.Event) -> threading.Thread:
         while not stop.wait(defaults.MAINTENANCE_INTERVAL_S):
             try:
                 mark_alive(client)
-                maintain(client)
+                maintain(client, settings.inbox_retention_s)
             except Exception as exc:  # Redis down or a bad entry: next round
                 log.warning("maintenance round failed: %s", type(exc).__name__)
 

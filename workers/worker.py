@@ -17,7 +17,7 @@ from rq import Queue, SimpleWorker
 
 from lockhook import defaults, keys
 from lockhook.logs import configure_logging
-from lockhook.redis_client import sync_client
+from lockhook.redis_client import eviction_warning, sync_client
 from lockhook.settings import Settings
 from lockhook.streams import ensure_group
 from workers import notifications  # noqa: F401  (registers the outcome subscribers)
@@ -39,6 +39,9 @@ def prepare(client) -> None:
     ensure_group(client, keys.INBOX, keys.INBOX_GROUP)
     ensure_group(client, keys.OUTBOX, keys.OUTBOX_GROUP)
     mark_alive(client)
+    warning = eviction_warning(client.info("memory"))
+    if warning:
+        log.warning(warning)
 
 
 def serve(settings: Settings, queue_names: list[str], with_scheduler: bool, burst: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -18,11 +19,21 @@ def to_fixture(delivery: Delivery) -> dict:
     return {"endpoint": delivery.endpoint, "headers": delivery.headers, "body": delivery.body.decode()}
 
 
+def fixture_name(delivery: Delivery) -> str:
+    """`<endpoint>_<id>.json`, unique per delivery: an id that had to be changed (unsafe characters, too long)
+    gets `~` and a digest of the exact id, which no unchanged id can contain."""
+    safe = _UNSAFE.sub("_", delivery.delivery_id)
+    if safe == delivery.delivery_id and len(safe) <= 120:
+        return f"{delivery.endpoint}_{safe}.json"
+    digest = hashlib.sha256(delivery.delivery_id.encode()).hexdigest()[:16]
+    return f"{delivery.endpoint}_{safe[:80]}~{digest}.json"
+
+
 def write_fixture(directory: str | Path, delivery: Delivery) -> Path:
-    """Write one delivery as a file, atomically (temp file + rename), named after its delivery id."""
+    """Write one delivery as a file, atomically (temp file + rename)."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{delivery.endpoint}_{_UNSAFE.sub('_', delivery.delivery_id)[:120]}.json"
+    target = folder / fixture_name(delivery)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".rec-", suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
         json.dump(to_fixture(delivery), handle, indent=2)

@@ -19,12 +19,15 @@ from svix.webhooks import Webhook
 
 from lockhook import defaults
 from lockhook.errors import (
+    AmbiguousSignatureHeaders,
     ConfigError,
     InvalidSignature,
     MissingSignatureHeaders,
     TimestampOutOfTolerance,
 )
 
+SIGNATURE_HEADERS = tuple(f"{prefix}-{name}".encode() for prefix in ("svix", "webhook")
+                          for name in ("id", "timestamp", "signature"))
 MAX_ID_LENGTH = 256
 MAX_SIGNATURE_HEADER_LENGTH = 8192
 
@@ -49,6 +52,24 @@ def _header(headers: Mapping[str, str], name: str) -> str:
         lowered = {k.lower(): v for k, v in headers.items()}
         value = lowered.get(f"svix-{name}") or lowered.get(f"webhook-{name}")
     return (value or "").strip()
+
+
+def check_unambiguous(raw_headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """Refuse a request whose signature headers could be read two ways (checked with one, stored with another).
+
+    `raw_headers` are the (lower-case name, value) pairs as received. Each signature header may appear once;
+    where a sender sends both the svix-* and webhook-* form, they must agree.
+    """
+    seen: dict[bytes, bytes] = {}
+    for name, value in raw_headers:
+        if name in SIGNATURE_HEADERS:
+            if name in seen:
+                raise AmbiguousSignatureHeaders(f"{name.decode()} was sent more than once")
+            seen[name] = value.strip()
+    for name in (b"id", b"timestamp", b"signature"):
+        svix, webhook = seen.get(b"svix-" + name), seen.get(b"webhook-" + name)
+        if svix is not None and webhook is not None and svix != webhook:
+            raise AmbiguousSignatureHeaders(f"svix-{name.decode()} and webhook-{name.decode()} disagree")
 
 
 def sign(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
