@@ -77,3 +77,15 @@ DASHBOARD_POLL_S = 0.5
 
 DASHBOARD_STREAM_MAX_S = 300
 """A live stream ends after this; the browser reconnects at once (bounds a forgotten tab's cost)."""
+
+RECONCILE_OVERLAP_S = 300
+"""Each reconcile asks Seam for events since the watermark minus this (events can be listed late)."""
+
+RECONCILE_FIRST_SINCE_S = 3600
+"""With no watermark yet, the periodic reconcile looks back this far."""
+
+RECONCILE_PAGE = 500
+"""Events asked of Seam's `events.list` per call."""
+
+RECONCILE_MAX_PAGES = 200
+"""One reconcile reads at most this many pages (a run that hits it says so; the next run goes on)."""

@@ -68,3 +68,7 @@ def notification(notification_id: str) -> str:
 def notification_guard(outcome_id: str) -> str:
     """Set once when an outcome's notification jobs are enqueued (a re-dispatch finds it)."""
     return f"{PREFIX}ntf:outcome:{outcome_id}"
+
+RECONCILE_WATERMARK = PREFIX + "reconcile:watermark"  # ms: newest Seam event created_at reconciled so far
+RECONCILE_LOCK = PREFIX + "reconcile:running"  # held by the one process running a periodic reconcile
+RECONCILE_STATS = PREFIX + "stats:reconciled"  # hash: result (stored|duplicate) -> count

@@ -159,6 +159,16 @@ class RedisCollector:
         yield histogram
 
         yield from self._queues(rest, outbox_len)
+        yield self._reconciled()
+
+    def _reconciled(self) -> Metric:
+        family = CounterMetricFamily("lockhook_reconciled_events", "Seam events listed by reconcile, by result "
+                                     "(stored: missed by the webhook or not yet seen; duplicate: reconciled before)",
+                                     labels=["result"])
+        stats = int_hash(self.client.hgetall(keys.RECONCILE_STATS))
+        for result in ("stored", "duplicate"):
+            family.add_metric([result], stats.get(result, 0))
+        return family
 
     def _notifications(self, stats: dict[str, int], failed_type: str) -> Iterator[Metric]:
         outcomes = CounterMetricFamily("lockhook_notifications", "Notifications by outcome (delivered, failed, "

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     seam_api_key: SecretStr | None = None
     seam_endpoint: str | None = None
     seam_poll_after_s: float = Field(10.0, ge=0)
+    reconcile_every_s: float = Field(300.0, ge=0)  # periodic events.list backfill when SEAM_API_KEY is set; 0 = off
 
     device_cloud_url: str | None = None
     device_cloud_api_key: SecretStr | None = None

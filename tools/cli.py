@@ -9,6 +9,7 @@ import typer
 
 from lockhook.settings import get_settings
 from tools.notifications_cli import notifications_app
+from tools.reconcile_cli import reconcile
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -163,6 +164,7 @@ def demo(commands: int = typer.Option(12, min=1, max=200, help="how many command
 
 
 app.add_typer(notifications_app, name="notifications")
+app.command()(reconcile)
 
 
 def main() -> None:

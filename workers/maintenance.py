@@ -12,6 +12,7 @@ from workers.deadlines import sweep
 from workers.drain import reclaim_inbox
 from workers.notifications import resume_overdue
 from workers.outbox import reclaim_outbox
+from workers.reconcile import maybe_reconcile
 
 log = logging.getLogger("lockhook.maintenance")
 
@@ -76,6 +77,7 @@ def run_in_thread(settings, stop: threading.Event) -> threading.Thread:
             try:
                 mark_alive(client)
                 maintain(client, settings.inbox_retention_s)
+                maybe_reconcile(client, settings)
             except Exception as exc:  # Redis down or a bad entry: next round
                 log.warning("maintenance round failed: %s", type(exc).__name__)
 

@@ -36,6 +36,22 @@ def retention_min_id(now_ms: int, retention_s: int) -> str:
     return f"{max(0, now_ms - retention_s * 1000)}-0"
 
 
+def ingest_argv(deliveries: list[Delivery], dedupe_ttl_s: int, now_ms: int) -> list:
+    """ARGV of the `ingest` script for a batch (after Scripts.args' prefix and clock)."""
+    argv: list = [dedupe_ttl_s, retention_min_id(now_ms, dedupe_ttl_s), len(deliveries)]
+    for d in deliveries:
+        argv += [d.endpoint, d.delivery_id, "quarantine" if d.quarantine else "event",
+                 json.dumps(d.headers, separators=(",", ":")), d.body]
+    return argv
+
+
+def put_sync(client, deliveries: list[Delivery], dedupe_ttl_s: int) -> tuple[list[bool], bool]:
+    """Store deliveries from a synchronous caller (reconcile, tools): which were new, and whether a drain is due."""
+    now_ms = int(time.time() * 1000)
+    result = Scripts(client).ingest(args=Scripts.args(now_ms, *ingest_argv(deliveries, dedupe_ttl_s, now_ms)))
+    return [bool(stored) for stored in result[:-1]], bool(result[-1])
+
+
 class Inbox:
     """Writes deliveries through the `ingest` script, batching concurrent callers."""
 
@@ -59,10 +75,7 @@ class Inbox:
             batch = self._pending[: defaults.INBOX_BATCH_MAX]
             del self._pending[: len(batch)]
             now_ms = int(time.time() * 1000)
-            argv = [self._ttl, retention_min_id(now_ms, self._ttl), len(batch)]
-            for d, _ in batch:
-                argv += [d.endpoint, d.delivery_id, "quarantine" if d.quarantine else "event",
-                         json.dumps(d.headers, separators=(",", ":")), d.body]
+            argv = ingest_argv([d for d, _ in batch], self._ttl, now_ms)
             try:
                 result = await self._scripts.ingest(args=Scripts.args(now_ms, *argv))
             except Exception as exc:  # Redis down, timeout, anything: nothing is acknowledged, the sender retries
