@@ -12,9 +12,12 @@ LockhookError
  ├── StorageUnavailable               503 storage_unavailable
  ├── ApiDisabled                      503 api_disabled
  ├── Unauthorized                     401 unauthorized
- ├── NotFound                         404 not_found
+ ├── NotFound                         404 not_found (unknown routes too, and ids outside lockhook.ids)
+ ├── MethodNotAllowed                 405 method_not_allowed
  ├── ValidationFailed                 422 validation_error
- │    └── CallbackUrlRefused            callback_url_refused (SSRF policy for per-command callback_url)
+ │    ├── CallbackUrlRefused            callback_url_refused (SSRF policy for per-command callback_url)
+ │    └── IdempotencyKeyReused          idempotency_key_reused (an Idempotency-Key or custom_id already
+ │                                        names a different request)
  └── UpstreamError                    502 upstream_error (Seam / device cloud unreachable)
 """
 
@@ -101,6 +104,11 @@ class NotFound(LockhookError):
     code = "not_found"
 
 
+class MethodNotAllowed(LockhookError):
+    status_code = 405
+    code = "method_not_allowed"
+
+
 class ValidationFailed(LockhookError):
     status_code = 422
     code = "validation_error"
@@ -108,6 +116,12 @@ class ValidationFailed(LockhookError):
 
 class CallbackUrlRefused(ValidationFailed):
     code = "callback_url_refused"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    """The key (or custom_id) was first used for another request: answering the old command would lie."""
+
+    code = "idempotency_key_reused"
 
 
 class UpstreamError(LockhookError):

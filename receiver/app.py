@@ -9,11 +9,13 @@ import sys
 
 import anyio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from lockhook import defaults, jobs
-from lockhook.errors import ConfigError, LockhookError, StorageUnavailable
+from lockhook.errors import ConfigError, LockhookError, MethodNotAllowed, NotFound, StorageUnavailable
 from lockhook.ingest.fixtures import write_fixture
 from lockhook.ingest.inbox import Inbox
 from lockhook.ingest.signatures import check_secrets
@@ -28,6 +30,30 @@ log = logging.getLogger("lockhook.receiver")
 async def _lockhook_error(request: Request, exc: LockhookError) -> JSONResponse:
     headers = {"Retry-After": str(defaults.RETRY_AFTER_S)} if isinstance(exc, StorageUnavailable) else None
     return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=headers)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own refusals (no such route, wrong method) in the same JSON shape as ours."""
+    headers = dict(exc.headers or {})
+    if exc.status_code == 404:
+        error: LockhookError = NotFound("no such route")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(f"{request.method} is not allowed here")
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    else:
+        error = LockhookError(exc.detail)
+        error.status_code, error.code = exc.status_code, "http_error"
+    return JSONResponse(error.to_json(), status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path is served with (one path may have a route per method; Starlette names one)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.PARTIAL:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -91,7 +117,8 @@ def build_app(settings: Settings) -> Receiver:
     routes = [*webhooks.routes, *health.routes, *commands_api.routes, *metrics.routes, *dashboard.routes,
               *openapi.routes]
     app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={LockhookError: _lockhook_error, Exception: _unexpected_error})
+                    exception_handlers={LockhookError: _lockhook_error, HTTPException: _http_error,
+                                        Exception: _unexpected_error})
     app.state.settings = settings
     app.state.webhook_secrets = {endpoint: settings.webhook_secrets(endpoint) for endpoint in webhooks.ENDPOINTS}
     app.state.recorder = (lambda d: write_fixture(settings.record_dir, d)) if settings.record_dir else None

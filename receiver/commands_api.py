@@ -3,6 +3,8 @@
 POST /commands reserves the command in Redis (pending, idempotent on custom_id / Idempotency-Key)
 BEFORE calling Seam or the device cloud, so a repeated request never reaches a device twice. The
 remote's answer then attaches its ids (rejected on a refusal; discarded, 502, when unreachable).
+Everything it would store is checked first: ids match lockhook.ids, no text holds a lone surrogate,
+and a key or custom_id first used for another request is refused (422 idempotency_key_reused).
 GET /commands/{id}?wait=N subscribes to the command's channel first, re-reads it, then waits.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -25,15 +28,17 @@ from starlette.routing import Route
 
 from lockhook import defaults, jobs, keys
 from lockhook.commands import issuing
-from lockhook.commands.store import Action, Command, CommandStatus, CommandStore, Via
+from lockhook.commands.store import Action, Command, CommandStatus, CommandStore, Via, has_lone_surrogate
 from lockhook.errors import (
     CallbackUrlRefused,
+    IdempotencyKeyReused,
     LockhookError,
     NotFound,
     StorageUnavailable,
     UpstreamError,
     ValidationFailed,
 )
+from lockhook.ids import ID_PATTERN, is_id
 from lockhook.notifications.callback_policy import check_callback_url
 from lockhook.processing.locks import device_events, lock_state
 from receiver.auth import protected
@@ -56,9 +61,6 @@ WAIT_RECHECK_S = 5.0
 
 LIST_MAX = 500
 """Most commands one GET /commands returns."""
-
-ID_PATTERN = r"^[\x21-\x7e]{1,200}$"
-"""Ids (device, custom, action, attempt, Idempotency-Key): 1-200 printable ASCII characters, no spaces."""
 
 T = TypeVar("T")
 
@@ -96,6 +98,38 @@ def invalid(prefix: str, field: str | None, msg: str, kind: str = "value_error")
     return ValidationFailed(msg, errors=[{"loc": loc, "msg": msg, "type": kind}])
 
 
+def unicode_errors(data: Any, prefix: str) -> list[dict]:
+    """Field errors for every string (object keys included, at any depth) holding a lone surrogate.
+
+    Python's JSON parser accepts `"\\ud800"`, but such text cannot be encoded as UTF-8: stored, it would
+    fail every later read. Iterative, so deep nesting cannot exhaust the stack.
+    """
+    errors, stack = [], [([prefix], data)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, str):
+            bad = has_lone_surrogate(value)
+        elif isinstance(value, dict):
+            bad = any(has_lone_surrogate(key) for key in value)
+            stack.extend(([*loc, key], item) for key, item in value.items() if not has_lone_surrogate(key))
+        elif isinstance(value, list):
+            bad = False
+            stack.extend(([*loc, n], item) for n, item in enumerate(value))
+        else:
+            bad = False
+        if bad:
+            errors.append({"loc": loc, "msg": "must be valid Unicode text (no lone surrogate escapes)",
+                           "type": "string_unicode"})
+    return errors
+
+
+def not_found_unless_id(value: str, what: str) -> str:
+    """A path id outside the id pattern names nothing: 404 before any key is built from it."""
+    if not is_id(value):
+        raise NotFound(f"no {what} with that id")
+    return value
+
+
 async def in_thread(fn: Callable[..., T], *args, **kwargs) -> T:
     """Run a blocking call (Redis sync client, SDK, DNS) off the event loop; Redis failures become 503."""
     try:
@@ -127,10 +161,39 @@ async def _parse_command(request: Request) -> CommandRequest:
         raise invalid("body", None, "body must be a JSON object", "json_invalid") from None
     if not isinstance(data, dict):
         raise invalid("body", None, "body must be a JSON object", "model_type")
+    if errors := unicode_errors(data, "body"):
+        raise ValidationFailed("invalid command", errors=errors)
     try:
         return CommandRequest.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed("invalid command", errors=field_errors(exc, "body")) from None
+
+
+def request_fingerprint(body: CommandRequest) -> str:
+    """A digest of what was asked (omitted and null fields alike), kept with the command it created."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_same_request(existing: Command, body: CommandRequest, idem: str | None, fingerprint: str) -> None:
+    """Stripe's rule: a key names one request. The same Idempotency-Key with another body, or a
+    custom_id (action_id, action_attempt_id) already used for another device, action or issuer, is 422."""
+    if idem is not None and existing.idempotency_key == idem and existing.request_fingerprint:
+        if existing.request_fingerprint != fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used for a different request",
+                errors=[{"loc": ["header", "Idempotency-Key"], "msg": "already used with a different body",
+                         "type": "idempotency_key_reused"}])
+        return
+    if (existing.device_id, existing.action, existing.via) == (body.device_id, body.action, body.via):
+        return
+    field = next((f for f in ("custom_id", "action_id", "action_attempt_id")
+                  if getattr(body, f) is not None and getattr(existing, f) == getattr(body, f)), None)
+    loc = ["body", field] if field else ["header", "Idempotency-Key"]
+    raise IdempotencyKeyReused(
+        f"this {field or 'Idempotency-Key'} already names a command for another device, action or issuer",
+        errors=[{"loc": loc, "msg": "already used for another device, action or issuer",
+                 "type": "idempotency_key_reused"}])
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -165,6 +228,7 @@ async def create_command(request: Request) -> JSONResponse:
     _check_issuer(settings, body)
     if body.callback_url is not None:
         await _check_callback(body.callback_url, settings)
+    fingerprint = request_fingerprint(body)
     custom_id = body.custom_id
     if body.via == Via.DEVICE_CLOUD and not custom_id:
         custom_id = issuing.new_custom_id()
@@ -173,8 +237,9 @@ async def create_command(request: Request) -> JSONResponse:
         commands.register, body.device_id, body.action.value, body.via.value, custom_id=custom_id,
         action_id=body.action_id, action_attempt_id=body.action_attempt_id,
         timeout_s=body.timeout_s or defaults.DEFAULT_COMMAND_TIMEOUT_S, callback_url=body.callback_url,
-        metadata=body.metadata, idempotency_key=idem)
+        metadata=body.metadata, idempotency_key=idem, request_fingerprint=fingerprint)
     if not created:
+        check_same_request(command, body, idem, fingerprint)
         return JSONResponse(command_json(command), status_code=200)
     if body.via != Via.EXTERNAL and command.status == CommandStatus.PENDING:
         command = await _issue(request, commands, command)
@@ -269,7 +334,7 @@ async def await_command(state, command_id: str, wait_s: float) -> Command | None
 
 
 async def get_command(request: Request) -> JSONResponse:
-    command_id = request.path_params["command_id"]
+    command_id = not_found_unless_id(request.path_params["command_id"], "command")
     wait_s = parse_wait(request.query_params.get("wait"))
     try:
         if wait_s > 0:
@@ -307,7 +372,7 @@ async def list_commands(request: Request) -> JSONResponse:
 # -- GET /locks/{device_id} ------------------------------------------------------------------------
 
 async def get_lock(request: Request) -> JSONResponse:
-    device_id = request.path_params["device_id"]
+    device_id = not_found_unless_id(request.path_params["device_id"], "lock state or events for a device")
     client = request.app.state.sync_redis
 
     def read() -> tuple[dict | None, list[dict]]:

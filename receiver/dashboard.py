@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from lockhook import defaults
 from lockhook.errors import ApiDisabled, NotFound, StorageUnavailable, Unauthorized, ValidationFailed
+from lockhook.ids import is_id
 from receiver import dashboard_data as data
 from receiver import dashboard_html as html
 from receiver.auth import is_authorized
@@ -132,6 +133,8 @@ async def logout(request: Request) -> Response:
 async def command(request: Request) -> Response:
     require_session(request)
     command_id = request.path_params["command_id"]
+    if not is_id(command_id):  # would name a key of another type
+        raise NotFound("no such command")
     found, timeline = await _read(data.command_detail, request.app.state.sync_redis, command_id)
     if found is None:
         raise NotFound("no such command")
@@ -145,6 +148,8 @@ async def resend(request: Request) -> Response:
     from lockhook.notifications.store import NotificationStore
 
     nid = request.path_params["notification_id"]
+    if not is_id(nid):
+        raise NotFound("no such notification")
     store = NotificationStore(request.app.state.sync_redis)
     record = await _read(store.get, nid)
     if record is None:

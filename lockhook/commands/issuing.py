@@ -21,7 +21,9 @@ from urllib.parse import quote
 
 import httpx
 
+from lockhook.commands.store import scrub
 from lockhook.errors import LockhookError, UpstreamError, ValidationFailed
+from lockhook.ids import ID_PATTERN, is_id
 from lockhook.settings import Settings
 
 log = logging.getLogger("lockhook.issuing")
@@ -42,6 +44,7 @@ class Refused(LockhookError):
     code = "command_refused"
 
     def __init__(self, error_code: str, message: str = ""):
+        error_code, message = scrub(error_code), scrub(message)  # stored and echoed: must encode as UTF-8
         super().__init__(message or error_code)
         self.error_code = error_code
 
@@ -115,7 +118,7 @@ def _attempt_status(attempt) -> tuple[str, str | None, str | None]:
     if status == "error":
         error = getattr(attempt, "error", None)
         code = getattr(error, "type", None) or "action_attempt_failed"
-        return "failed", str(code), str(getattr(error, "message", None) or "") or None
+        return "failed", scrub(str(code)), scrub(str(getattr(error, "message", None) or "")) or None
     return "pending", None, None
 
 
@@ -165,12 +168,34 @@ def _json(response: httpx.Response) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _action_id(data: dict) -> str | None:
+    """The cloud's action id when it is a usable id; otherwise the custom_id alone correlates the command."""
+    value = data.get("action_id")
+    if value in (None, ""):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if is_id(value):
+        return value
+    log.warning("the device cloud answered an action_id outside %s; correlating by custom_id only", ID_PATTERN)
+    return None
+
+
+def action_url(base_url: str, device_id: str) -> str:
+    """`{base}/locks/{device_id}/actions`; the id is checked first (`..` would be normalised away by
+    httpx into another route) and percent-encoded as a path segment."""
+    if not is_id(device_id):
+        raise ValidationFailed("device_id is not a valid id", errors=[
+            {"loc": ["body", "device_id"], "msg": f"must match {ID_PATTERN}", "type": "string_pattern_mismatch"}])
+    return f"{base_url.rstrip('/')}/locks/{quote(device_id, safe='')}/actions"
+
+
 def issue_device_cloud(settings: Settings, device_id: str, action: str, custom_id: str,
                        transport: httpx.BaseTransport | None = None) -> Issued:
     """POST {DEVICE_CLOUD_URL}/locks/{device_id}/actions {action, custom_id}, bounded retries."""
     if not settings.device_cloud_url:
         raise IssuerNotConfigured("device_cloud", "DEVICE_CLOUD_URL")
-    url = f"{settings.device_cloud_url.rstrip('/')}/locks/{quote(device_id, safe='')}/actions"
+    url = action_url(settings.device_cloud_url, device_id)
     headers = {"content-type": "application/json", "user-agent": "lockhook"}
     if settings.device_cloud_api_key is not None:
         headers["authorization"] = "Bearer " + _secret(settings.device_cloud_api_key)
@@ -188,9 +213,7 @@ def issue_device_cloud(settings: Settings, device_id: str, action: str, custom_i
                 if data.get("error_code"):
                     raise Refused(str(data["error_code"]), str(data.get("message") or ""))
                 if response.is_success:
-                    action_id = data.get("action_id")
-                    return Issued(action_id=str(action_id) if action_id not in (None, "") else None,
-                                  custom_id=custom_id)
+                    return Issued(action_id=_action_id(data), custom_id=custom_id)
                 if response.status_code not in _RETRY_STATUSES:
                     raise Refused(f"http_{response.status_code}", "the device cloud refused the command")
                 last = f"HTTP {response.status_code}"

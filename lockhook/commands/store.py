@@ -6,12 +6,14 @@ Every state change is one Lua script (lockhook/lua), so a command leaves `pendin
 from __future__ import annotations
 
 import json
+import logging
+import re
 import uuid
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from lockhook import defaults, jobs, keys
 from lockhook.clock import iso, now_ms
@@ -40,6 +42,34 @@ class Via(StrEnum):
 
 ID_KINDS = ("custom_id", "action_id", "action_attempt_id")
 
+log = logging.getLogger("lockhook.commands")
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(value: str) -> bool:
+    """True for text Python's JSON parser accepts (`"\\ud800"`) but UTF-8 cannot encode: never stored."""
+    return _LONE_SURROGATE.search(value) is not None
+
+
+def scrub(value: str) -> str:
+    """Text with lone surrogates replaced by U+FFFD, so it can be encoded, stored and echoed."""
+    return _LONE_SURROGATE.sub("\ufffd", value)
+
+
+def stored_json(raw: str | None, command_id: str = "") -> Any:
+    """A JSON field as stored; one that does not parse reads as None and one that cannot be echoed as
+    UTF-8 has its lone surrogates replaced, so a bad record never makes a read route fail."""
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+        rendered = json.dumps(value, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        log.warning("unreadable JSON in a stored command", extra={"command_id": command_id})
+        return None
+    return json.loads(scrub(rendered)) if has_lone_surrogate(rendered) else value
+
 
 class Command(BaseModel):
     """A lock/unlock command as the API shows it."""
@@ -64,6 +94,19 @@ class Command(BaseModel):
     metadata: dict[str, Any] | None = None
     callback_url: str | None = None
 
+    # what the command was registered with; compared on a repeat, never shown
+    _idempotency_key: str | None = PrivateAttr(None)
+    _request_fingerprint: str | None = PrivateAttr(None)
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self._idempotency_key
+
+    @property
+    def request_fingerprint(self) -> str | None:
+        """A digest of the request that created it (None for commands not created by the API)."""
+        return self._request_fingerprint
+
     @property
     def latency_ms(self) -> int | None:
         if not self.resolved_at:
@@ -74,15 +117,18 @@ class Command(BaseModel):
     @classmethod
     def from_hash(cls, raw: dict) -> Command:
         h = text_hash(raw)
-        return cls(
+        command = cls(
             command_id=h["command_id"], device_id=h["device_id"], action=h["action"], via=h["via"],
             status=h["status"],
             **{k: h.get(k) or None for k in (*ID_KINDS, "error_code", "error_message", "performed_via",
                                               "method", "resolved_by", "callback_url")},
             created_at=iso(h["created_at"]), deadline_at=iso(h["deadline_at"]),
             resolved_at=iso(h.get("resolved_at")), late=h.get("late") == "1",
-            metadata=json.loads(h["metadata"]) if h.get("metadata") else None,
+            metadata=stored_json(h.get("metadata"), h["command_id"]),
         )
+        command._idempotency_key = h.get("idempotency_key") or None
+        command._request_fingerprint = h.get("request_fingerprint") or None
+        return command
 
 
 class CommandStore:
@@ -98,10 +144,12 @@ class CommandStore:
                  timeout_s: float = defaults.DEFAULT_COMMAND_TIMEOUT_S, callback_url: str | None = None,
                  metadata: dict | None = None, *, status: str = CommandStatus.PENDING,
                  error_code: str | None = None, error_message: str | None = None,
-                 idempotency_key: str | None = None, schedule_expiry: bool = True) -> tuple[Command, bool]:
+                 idempotency_key: str | None = None, request_fingerprint: str | None = None,
+                 schedule_expiry: bool = True) -> tuple[Command, bool]:
         """Create a command (or return the existing one for the same custom_id / ids / key).
 
         Returns (command, created). A pending command whose events arrived first resolves at once.
+        The key and `request_fingerprint` are kept with the command so a repeat can be compared.
         """
         created = now_ms()
         fields = {
@@ -111,6 +159,7 @@ class CommandStore:
             "deadline_at": created + int(timeout_s * 1000), "callback_url": callback_url,
             "metadata": json.dumps(metadata) if metadata is not None else None,
             "error_code": error_code, "error_message": error_message, "late": "0",
+            "idempotency_key": idempotency_key, "request_fingerprint": request_fingerprint,
         }
         if status != CommandStatus.PENDING:
             fields.update(resolved_at=created, resolved_by="issuer")

@@ -90,9 +90,11 @@ def test_external_command_is_created_then_returned_again_for_the_same_custom_id(
 
 def test_idempotency_key_returns_the_existing_command(client):
     first = post(client, external(), **{"Idempotency-Key": "key-1"})
-    second = post(client, external(action="unlock"), **{"Idempotency-Key": "key-1"})
+    second = post(client, external(), **{"Idempotency-Key": "key-1"})
     assert (first.status_code, second.status_code) == (201, 200)
     assert second.json()["command_id"] == first.json()["command_id"]
+    other = post(client, external(action="unlock"), **{"Idempotency-Key": "key-1"})
+    assert other.status_code == 422 and other.json()["error"] == "idempotency_key_reused"
     assert post(client, external(), **{"Idempotency-Key": "key-2"}).status_code == 201
 
 
