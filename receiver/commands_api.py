@@ -28,7 +28,16 @@ from starlette.routing import Route
 
 from lockhook import defaults, jobs, keys
 from lockhook.commands import issuing
-from lockhook.commands.store import Action, Command, CommandStatus, CommandStore, Via, has_lone_surrogate
+from lockhook.commands.store import (
+    METADATA_MAX_DEPTH,
+    Action,
+    Command,
+    CommandStatus,
+    CommandStore,
+    Via,
+    has_lone_surrogate,
+    json_depth,
+)
 from lockhook.errors import (
     CallbackUrlRefused,
     IdempotencyKeyReused,
@@ -83,6 +92,8 @@ class CommandRequest(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _small_metadata(cls, value: dict | None) -> dict | None:
+        if value is not None and json_depth(value) > METADATA_MAX_DEPTH:
+            raise ValueError(f"must nest at most {METADATA_MAX_DEPTH} levels deep")
         if value is not None and len(json.dumps(value)) > METADATA_MAX_BYTES:
             raise ValueError(f"must be at most {METADATA_MAX_BYTES} bytes as JSON")
         return value
@@ -98,28 +109,31 @@ def invalid(prefix: str, field: str | None, msg: str, kind: str = "value_error")
     return ValidationFailed(msg, errors=[{"loc": loc, "msg": msg, "type": kind}])
 
 
-def unicode_errors(data: Any, prefix: str) -> list[dict]:
-    """Field errors for every string (object keys included, at any depth) holding a lone surrogate.
+UNICODE_ERROR = {"msg": "must be valid Unicode text (no lone surrogate escapes)", "type": "string_unicode"}
+FINITE_ERROR = {"msg": "must be a finite number", "type": "finite_number"}
 
-    Python's JSON parser accepts `"\\ud800"`, but such text cannot be encoded as UTF-8: stored, it would
-    fail every later read. Iterative, so deep nesting cannot exhaust the stack.
+
+def unstorable_errors(data: Any, prefix: str) -> list[dict]:
+    """Field errors for values Python's JSON parser accepts but that cannot be stored and echoed back.
+
+    A lone surrogate escape (`"\\ud800"`, in any string or object key, at any depth) cannot be encoded
+    as UTF-8, and `1e400` parses as infinity, which JSON cannot say. Iterative: deep nesting is no risk.
     """
     errors, stack = [], [([prefix], data)]
     while stack:
         loc, value = stack.pop()
+        problem = None
         if isinstance(value, str):
-            bad = has_lone_surrogate(value)
+            problem = UNICODE_ERROR if has_lone_surrogate(value) else None
+        elif isinstance(value, float):
+            problem = None if math.isfinite(value) else FINITE_ERROR
         elif isinstance(value, dict):
-            bad = any(has_lone_surrogate(key) for key in value)
+            problem = UNICODE_ERROR if any(has_lone_surrogate(key) for key in value) else None
             stack.extend(([*loc, key], item) for key, item in value.items() if not has_lone_surrogate(key))
         elif isinstance(value, list):
-            bad = False
             stack.extend(([*loc, n], item) for n, item in enumerate(value))
-        else:
-            bad = False
-        if bad:
-            errors.append({"loc": loc, "msg": "must be valid Unicode text (no lone surrogate escapes)",
-                           "type": "string_unicode"})
+        if problem:
+            errors.append({"loc": loc, **problem})
     return errors
 
 
@@ -161,7 +175,7 @@ async def _parse_command(request: Request) -> CommandRequest:
         raise invalid("body", None, "body must be a JSON object", "json_invalid") from None
     if not isinstance(data, dict):
         raise invalid("body", None, "body must be a JSON object", "model_type")
-    if errors := unicode_errors(data, "body"):
+    if errors := unstorable_errors(data, "body"):
         raise ValidationFailed("invalid command", errors=errors)
     try:
         return CommandRequest.model_validate(data)

@@ -9,7 +9,7 @@ import pytest
 
 from lockhook.commands import issuing
 from lockhook.commands.store import CommandStore
-from lockhook.errors import UpstreamError
+from lockhook.errors import UpstreamError, ValidationFailed
 from tests.conftest import signed
 from tests.issuers import (  # noqa: F401  (fixtures)
     DEVICE_CLOUD_API_KEY,
@@ -166,9 +166,11 @@ def test_webhook_and_poll_racing_resolve_each_command_once(client, r, seam_setti
 def test_device_cloud_accepts_and_returns_ids(settings, device_cloud):
     dc = configured(settings, device_cloud_url=device_cloud.url + "/",
                                      device_cloud_api_key=DEVICE_CLOUD_API_KEY)
-    issued = issuing.issue_device_cloud(dc, "lock/../weird id", "lock", "req_1")
+    with pytest.raises(ValidationFailed):  # outside the id pattern: never turned into a path
+        issuing.issue_device_cloud(dc, "lock/../weird id", "lock", "req_1")
+    issued = issuing.issue_device_cloud(dc, "lock.front~1", "lock", "req_1")
     assert issued.action_id == "act_1" and issued.custom_id == "req_1"
-    assert device_cloud.calls[0]["path"] == "/locks/lock%2F..%2Fweird%20id/actions"
+    assert device_cloud.calls[0]["path"] == "/locks/lock.front~1/actions"
 
 
 def test_device_cloud_refusal_is_typed(settings, device_cloud):

@@ -57,15 +57,33 @@ def scrub(value: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", value)
 
 
+METADATA_MAX_DEPTH = 32
+"""Deepest nesting of a command's `metadata` (the serialiser that renders a command stops at 255)."""
+
+
+def json_depth(value: Any) -> int:
+    """How deeply objects and arrays nest in a parsed JSON value (a scalar is 0); iterative."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            stack.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def stored_json(raw: str | None, command_id: str = "") -> Any:
-    """A JSON field as stored; one that does not parse reads as None and one that cannot be echoed as
-    UTF-8 has its lone surrogates replaced, so a bad record never makes a read route fail."""
+    """A stored JSON field, read so that a bad record never makes a read route fail: unparseable or
+    too deep reads as None, lone surrogates (which UTF-8 cannot encode) read as U+FFFD."""
     if not raw:
         return None
     try:
         value = json.loads(raw)
         rendered = json.dumps(value, ensure_ascii=False)
     except (ValueError, RecursionError):
+        value = rendered = None
+    if value is None or json_depth(value) > METADATA_MAX_DEPTH:
         log.warning("unreadable JSON in a stored command", extra={"command_id": command_id})
         return None
     return json.loads(scrub(rendered)) if has_lone_surrogate(rendered) else value

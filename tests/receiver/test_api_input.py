@@ -62,6 +62,32 @@ def test_a_lone_surrogate_anywhere_is_422_before_the_device_is_called(web, devic
     assert listed.status_code == 200 and listed.json()["commands"] == []
 
 
+@pytest.mark.parametrize(("metadata", "loc", "kind"), [
+    ('{"x": 1e400}', ["body", "metadata", "x"], "finite_number"),
+    ('{"x": [NaN]}', ["body", "metadata", "x", 0], "finite_number"),
+    ('{"x": -Infinity}', ["body", "metadata", "x"], "finite_number"),
+    ('{"a": ' * 40 + "1" + "}" * 40, ["body", "metadata"], "value_error"),
+    ('{"a": ' * 300 + "1" + "}" * 300, ["body", "metadata"], "value_error"),
+])
+def test_metadata_json_cannot_say_back_is_422_before_the_device_is_called(web, device_cloud, metadata, loc, kind):
+    """Infinity would be echoed as null (or not at all); nesting past what a command renders would 500."""
+    raw = '{"device_id": "lock_1", "action": "lock", "via": "device_cloud", "metadata": ' + metadata + "}"
+    resp = post_raw(web, raw)
+    assert resp.status_code == 422, resp.text
+    assert any(err["loc"] == loc and err["type"] == kind for err in resp.json()["errors"]), resp.json()
+    assert device_cloud.calls == []
+    assert httpx.get(web + "/commands", headers=AUTH).json()["commands"] == []
+
+
+def test_metadata_nested_up_to_the_limit_is_kept(web):
+    nested = '{"a": ' * 31 + "1" + "}" * 31
+    raw = '{"device_id": "lock_1", "action": "lock", "via": "external", "metadata": ' + nested + "}"
+    resp = post_raw(web, raw)
+    assert resp.status_code == 201, resp.text
+    got = httpx.get(f"{web}/commands/{resp.json()['command_id']}", headers=AUTH)
+    assert got.status_code == 200 and got.json()["metadata"] == resp.json()["metadata"]
+
+
 def test_a_lone_surrogate_in_the_device_id_is_422(web, device_cloud):
     resp = post_raw(web, '{"device_id": "lock' + SURROGATE + '", "action": "lock", "via": "device_cloud"}')
     assert resp.status_code == 422 and device_cloud.calls == []
@@ -85,10 +111,18 @@ def test_a_command_stored_with_a_lone_surrogate_never_makes_a_read_500(web, r):
 
 
 def test_unreadable_stored_metadata_is_shown_as_none(web, r):
-    command, _ = CommandStore(r).register("dev_bad_json", "lock", "external", schedule_expiry=False)
-    r.hset(keys.command(command.command_id), "metadata", b'{"cut": ')
-    got = httpx.get(f"{web}/commands/{command.command_id}", headers=AUTH)
-    assert got.status_code == 200 and got.json()["metadata"] is None
+    deep: dict = {"end": 1}
+    for _ in range(300):
+        deep = {"a": deep}
+    store = CommandStore(r)
+    cut, _ = store.register("dev_bad_json", "lock", "external", schedule_expiry=False)
+    r.hset(keys.command(cut.command_id), "metadata", b'{"cut": ')
+    too_deep, _ = store.register("dev_bad_json", "unlock", "external", metadata=deep, schedule_expiry=False)
+    for command in (cut, too_deep):
+        got = httpx.get(f"{web}/commands/{command.command_id}", headers=AUTH)
+        assert got.status_code == 200 and got.json()["metadata"] is None, got.text
+    listed = httpx.get(web + "/commands", params={"device_id": "dev_bad_json"}, headers=AUTH)
+    assert listed.status_code == 200 and listed.json()["count"] == 2
 
 
 # -- one id pattern, in paths and bodies ------------------------------------------------------------------
