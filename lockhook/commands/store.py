@@ -81,9 +81,10 @@ def stored_json(raw: str | None, command_id: str = "") -> Any:
     try:
         value = json.loads(raw)
         rendered = json.dumps(value, ensure_ascii=False)
+        readable = json_depth(value) <= METADATA_MAX_DEPTH
     except (ValueError, RecursionError):
-        value = rendered = None
-    if value is None or json_depth(value) > METADATA_MAX_DEPTH:
+        readable = False
+    if not readable:
         log.warning("unreadable JSON in a stored command", extra={"command_id": command_id})
         return None
     return json.loads(scrub(rendered)) if has_lone_surrogate(rendered) else value
