@@ -75,6 +75,9 @@ NOTIFY_GUARD_TTL_S = 7 * 24 * 3600
 DASHBOARD_POLL_S = 0.5
 """The dashboard's live stream checks Redis for changes this often (one small pipeline per open page)."""
 
+DASHBOARD_STREAM_QUEUE = 8
+"""Updates waiting for one live stream; a stream this far behind is dropped (its browser reconnects)."""
+
 DASHBOARD_STREAM_MAX_S = 300
 """A live stream ends after this; the browser reconnects at once (bounds a forgotten tab's cost)."""
 

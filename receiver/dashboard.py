@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import time
 from functools import cache
@@ -23,6 +22,7 @@ from lockhook.errors import ApiDisabled, NotFound, StorageUnavailable, Unauthori
 from lockhook.ids import is_id
 from receiver import dashboard_data as data
 from receiver import dashboard_html as html
+from receiver import live
 from receiver.auth import is_authorized
 
 log = logging.getLogger("lockhook.dashboard")
@@ -173,6 +173,13 @@ async def _sections(client, view: str, filters: data.Filters, command_id: str | 
     return html.overview_sections(overview, filters)
 
 
+def _hub(state) -> live.LiveHub:
+    hub = getattr(state, "live", None)
+    if hub is None:
+        hub = state.live = live.LiveHub()
+    return hub
+
+
 async def events(request: Request) -> Response:
     """Server-sent events: the page's sections, re-rendered whenever what they show has changed."""
     require_session(request)
@@ -181,24 +188,26 @@ async def events(request: Request) -> Response:
     command_id = request.query_params.get("id")
     filters = data.Filters.from_query(request.query_params)
 
+    key = (view, command_id, None, None) if view == "command" else (view, None, filters.device, filters.status)
+    feed = _hub(state).feed(key, lambda: data.fingerprint(state.redis, view, command_id),
+                            lambda: _sections(state.sync_redis, view, filters, command_id))
+
     async def stream():
         yield f"retry: {int(defaults.DASHBOARD_POLL_S * 2000)}\n\n"
-        last, quiet_since = None, time.monotonic()
+        queue = feed.subscribe()
         stop_at = time.monotonic() + defaults.DASHBOARD_STREAM_MAX_S
-        while time.monotonic() < stop_at:
-            try:
-                current = await data.fingerprint(state.redis, view, command_id)
-                if current != last:
-                    sections = await _sections(state.sync_redis, view, filters, command_id)
-                    if sections is not None:
-                        yield "event: update\ndata: " + json.dumps({"sections": sections}) + "\n\n"
-                    last, quiet_since = current, time.monotonic()
-            except (RedisError, OSError, StorageUnavailable) as exc:
-                yield "event: unavailable\ndata: " + json.dumps({"error": type(exc).__name__}) + "\n\n"
-            if time.monotonic() - quiet_since > 15:
-                yield ": keep-alive\n\n"
-                quiet_since = time.monotonic()
-            await asyncio.sleep(defaults.DASHBOARD_POLL_S)
+        try:
+            while (left := stop_at - time.monotonic()) > 0:
+                try:
+                    message = await asyncio.wait_for(queue.get(), timeout=min(15.0, left))
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if message == live.DROPPED:
+                    return
+                yield message
+        finally:
+            feed.unsubscribe(queue)
 
     headers = {**SECURITY_HEADERS, "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
