@@ -366,8 +366,11 @@ def test_wait_on_an_already_resolved_command_answers_at_once(client, r):
 # -- over real HTTP with the Procfile's web + worker -----------------------------------------------------
 
 def live_env(fake_seam, device_cloud, poll_after_s: float) -> dict:
+    """These tests tell the webhook and the poll apart: the periodic reconcile (which would also resolve
+    commands from the fake's events) is off."""
     return {"SEAM_API_KEY": SEAM_API_KEY, "SEAM_ENDPOINT": fake_seam.url, "SEAM_POLL_AFTER_S": poll_after_s,
-            "DEVICE_CLOUD_URL": device_cloud.url, "DEVICE_CLOUD_API_KEY": DEVICE_CLOUD_API_KEY}
+            "DEVICE_CLOUD_URL": device_cloud.url, "DEVICE_CLOUD_API_KEY": DEVICE_CLOUD_API_KEY,
+            "RECONCILE_EVERY_S": 0}
 
 
 class Waiter(threading.Thread):
