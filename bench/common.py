@@ -223,11 +223,13 @@ def iso_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
 
 
-def seam_event(event_id: str, device_id: str, action_attempt_id: str, size: int = BODY_BYTES) -> bytes:
-    """A Seam `action_attempt.lock_door.succeeded` event padded to exactly `size` bytes."""
+def seam_event(event_id: str, device_id: str, action_attempt_id: str, size: int = BODY_BYTES,
+               event_type: str = "action_attempt.lock_door.succeeded") -> bytes:
+    """A Seam event confirming a lock command (`action_attempt.lock_door.succeeded` unless told, or e.g.
+    `lock.locked`, which also changes the lock's state) padded to exactly `size` bytes."""
     now = iso_now()
     raw = json.dumps({
-        "event_id": event_id, "event_type": "action_attempt.lock_door.succeeded", "workspace_id": "ws_bench",
+        "event_id": event_id, "event_type": event_type, "workspace_id": "ws_bench",
         "device_id": device_id, "connected_account_id": "ca_bench", "action_attempt_id": action_attempt_id,
         "action_type": "LOCK_DOOR", "status": "success", "created_at": now, "occurred_at": now,
     }, separators=(",", ":"))
@@ -254,14 +256,15 @@ class Signed:
         return head.encode() + self.body
 
 
-def signed_deliveries(run: str, count: int, device_count: int = 500, start: int = 0) -> list[Signed]:
+def signed_deliveries(run: str, count: int, device_count: int = 500, start: int = 0,
+                      event_type: str = "action_attempt.lock_door.succeeded") -> list[Signed]:
     """`count` unique signed deliveries; delivery i confirms the command with action_attempt_id aa_<run>_<i>."""
     key = _key(SECRET)
     ts = int(time.time())
     out = []
     for i in range(start, start + count):
         delivery_id = f"msg_{run}_{i}"
-        body = seam_event(f"evt_{run}_{i}", f"dev_{i % device_count}", f"aa_{run}_{i}")
+        body = seam_event(f"evt_{run}_{i}", f"dev_{i % device_count}", f"aa_{run}_{i}", event_type=event_type)
         out.append(Signed(delivery_id, ts, signature(key, delivery_id, ts, body), body))
     if out:
         _check_against_lockhook(out[0])
