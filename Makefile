@@ -26,9 +26,9 @@ test: install         ## install test dependencies (redis-server, node fake, chr
 demo: install
 	$(BIN)/lockhook demo
 
-bench: install
+bench: install        ## every benchmark beside its baselines; BENCH_ARGS="--quick" or "--only notifications"
 	bash scripts/test-deps.sh bench
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/run.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -148,11 +148,17 @@ def fmt_value(value: float | None, unit: str) -> str:
     return f"{value:,.0f}{(' ' + unit) if unit else ''}"
 
 
+def fmt_ratio(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return "inf" if math.isinf(value) else f"{value:.2f}x"
+
+
 def summary(goals: list[Goal]) -> Section:
     s = Section("Notifications: the figures against their goals", ["figure", "measured", "baseline", "ratio",
                                                                     "goal", "result"])
     for g in goals:
-        ratio = "-" if g.baseline is None else ("n/a" if math.isnan(g.compared) else f"{g.compared:.2f}x")
+        ratio = "-" if g.baseline is None else fmt_ratio(g.compared)
         bound = f"{'>=' if g.at_least else '<='} {g.goal:g}{'x' if g.baseline is not None else ''}"
         if g.baseline is None and g.unit == "ms":
             bound = f"<= {g.goal * 1000:g} ms"

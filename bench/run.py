@@ -11,12 +11,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import dashboard_streams, e2e, ingest, memory, processing, profile, scale  # noqa: E402
+from bench import dashboard_streams, e2e, ingest, memory, notifications, processing, profile, scale  # noqa: E402
 from bench.common import BenchRedis, Section, free_port, log, mib, ms, work_dir  # noqa: E402
 
 
 def machine(r: BenchRedis) -> str:
     """What the numbers were measured on."""
+    import aiohttp
+    import httpx
     import psutil
     import redis
     import rq
@@ -33,7 +35,7 @@ def machine(r: BenchRedis) -> str:
             f"- software: Python {platform.python_version()}, redis-server {r.version()}, "
             f"redis-py {redis.__version__}, "
             f"rq {rq.__version__}, starlette {starlette.__version__}, uvicorn {uvicorn.__version__}, "
-            f"svix {svix.__version__}, {wrk}\n"
+            f"svix {svix.__version__}, httpx {httpx.__version__}, aiohttp {aiohttp.__version__}, {wrk}\n"
             f"- all processes, the load generators and Redis share these cores\n")
 
 
@@ -70,6 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test, figures are rough)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles after the runs")
+    parser.add_argument("--only", choices=["notifications"], help="run only this benchmark (with its baselines)")
     args = parser.parse_args()
     q = args.quick
     ingest_s = 3 if q else 8
@@ -82,35 +85,40 @@ def main() -> None:
     out: list[str] = []
     try:
         out.append(machine(r))
-        pools = ingest.Pools(saturated=40_000 if q else 110_000, fixed=2000 if q else 4000)
-        ing, ing_results = ingest.run(r, pools, ingest_s, fixed)
-        two_web = scale.ingest_two(r, pools, ingest_s)  # while the pool's signatures are fresh
-        proc, proc_results = processing.run(r, n_events, n_rq, n_brpop, others)
-        two_workers = scale.processing_two(r, n_events)
-        end = e2e.run(r, e2e_rate, e2e_s, profile_s=0 if args.no_profile else 8)
-        end_bare = e2e.run(r, e2e_rate, bare_s, drain_s=3, notify=False)
-        rb = memory.redis_bytes(r)
-        dash, _ = dashboard_streams.run(seconds=5 if q else 15)
-        c_big = proc_results["c_big"]
-        rss = [("web (c), saturated ingest", ing_results["c"].peak_rss),
-               ("web (a), saturated ingest", ing_results["a"].peak_rss),
-               ("web (b), saturated ingest", ing_results["b"].peak_rss),
-               (f"worker (c), draining with {others:,} other pending", c_big.peak_rss),
-               ("web, end to end", end.peak_rss.get("e2e-web", 0)),
-               ("worker (+ notifier child), end to end", end.peak_rss.get("e2e-worker", 0))]
-        out += [ing.markdown(), proc.markdown(), e2e_section(end, e2e_rate, e2e_s, end_bare).markdown(),
-                memory.section(rb, rss, ing_results["c"].redis_bytes,
-                               proc_results["c"].redis_bytes_per_event).markdown(),
-                scale.section(ing_results, two_web, proc_results["c"], two_workers).markdown(),
-                dash.markdown()]
-        if not args.no_profile:
-            log("profiles (separate short runs after the measured ones; the end-to-end one was sampled during it)")
-            web = ingest.bench("c", r, ingest.Pools(40_000, 0), free_port(), 5, fixed_rate=None, profile_s=1)
-            worker = processing.bench_lockhook(r, 6000, profile_s=4)
-            out.append("### Profiles\n\n" + profile.markdown("web (c) under wrk saturation", web.profile or [])
-                       + "\n" + profile.markdown("worker (c) draining queued events", worker.profile or [])
-                       + "\n" + profile.markdown("worker process tree (`lockhook worker`) during the end-to-end "
-                                                 "run", end.profile or []))
+        sizes = notifications.Sizes.quick() if q else notifications.Sizes()
+        if args.only == "notifications":
+            out += [s.markdown() for s in notifications.run(r, sizes)]
+        else:
+            pools = ingest.Pools(saturated=40_000 if q else 110_000, fixed=2000 if q else 4000)
+            ing, ing_results = ingest.run(r, pools, ingest_s, fixed)
+            two_web = scale.ingest_two(r, pools, ingest_s)  # while the pool's signatures are fresh
+            proc, proc_results = processing.run(r, n_events, n_rq, n_brpop, others)
+            two_workers = scale.processing_two(r, n_events)
+            end = e2e.run(r, e2e_rate, e2e_s, profile_s=0 if args.no_profile else 8)
+            end_bare = e2e.run(r, e2e_rate, bare_s, drain_s=3, notify=False)
+            rb = memory.redis_bytes(r)
+            dash, _ = dashboard_streams.run(seconds=5 if q else 15)
+            c_big = proc_results["c_big"]
+            rss = [("web (c), saturated ingest", ing_results["c"].peak_rss),
+                   ("web (a), saturated ingest", ing_results["a"].peak_rss),
+                   ("web (b), saturated ingest", ing_results["b"].peak_rss),
+                   (f"worker (c), draining with {others:,} other pending", c_big.peak_rss),
+                   ("web, end to end", end.peak_rss.get("e2e-web", 0)),
+                   ("worker (+ notifier child), end to end", end.peak_rss.get("e2e-worker", 0))]
+            out += [ing.markdown(), proc.markdown(), e2e_section(end, e2e_rate, e2e_s, end_bare).markdown(),
+                    memory.section(rb, rss, ing_results["c"].redis_bytes,
+                                   proc_results["c"].redis_bytes_per_event).markdown(),
+                    scale.section(ing_results, two_web, proc_results["c"], two_workers).markdown(),
+                    dash.markdown()]
+            out += [s.markdown() for s in notifications.run(r, sizes)]
+            if not args.no_profile:
+                log("profiles (separate short runs after the measured ones; the end-to-end one was sampled during it)")
+                web = ingest.bench("c", r, ingest.Pools(40_000, 0), free_port(), 5, fixed_rate=None, profile_s=1)
+                worker = processing.bench_lockhook(r, 6000, profile_s=4)
+                out.append("### Profiles\n\n" + profile.markdown("web (c) under wrk saturation", web.profile or [])
+                           + "\n" + profile.markdown("worker (c) draining queued events", worker.profile or [])
+                           + "\n" + profile.markdown("worker process tree (`lockhook worker`) during the end-to-end "
+                                                     "run", end.profile or []))
     finally:
         r.stop()
     text = "\n".join(out) + f"\n_bench took {time.time() - started:.0f} s_\n"
