@@ -3,7 +3,8 @@
 Run as `python -m bench.notify_sink`; it prints one JSON line with its four ports once they all listen:
 `ok` (200 at once), `fail` (503 at once), `hang` (accepts connections, never reads nor answers) and
 `control` (`GET /stats`, `GET /dump?path=`, `POST /reset`, for the bench). Every request on `ok` and `fail`
-is recorded as (arrival time, webhook-id, notification type, command or device id) under its path; the first
+is recorded as (arrival time, webhook-id, notification type, command or device id) under its path (`/stats`
+counts requests and distinct (type, id) notifications, so a notification sent twice shows); the first
 few requests of each path are kept whole so the bench can check their signatures. Arrival times are
 `time.time()`, the same clock the bench stamps its sends with.
 """
@@ -55,12 +56,14 @@ class Recorder:
     def reset(self) -> None:
         self.records: dict[str, list[tuple]] = defaultdict(list)
         self.samples: dict[str, list[dict]] = defaultdict(list)
+        self.distinct: dict[str, set] = defaultdict(set)  # (type, key): a notification sent twice counts once
         self.hanging = 0
 
     def add(self, path: str, headers, body: bytes) -> None:
         now = time.time()
         kind, key = parse(body)
         self.records[path].append((now, headers.get("webhook-id"), kind, key))
+        self.distinct[path].add((kind, key))
         if len(self.samples[path]) < SAMPLES_PER_PATH:
             self.samples[path].append({"headers": dict(headers), "body": body.decode(errors="replace")})
 
@@ -75,7 +78,8 @@ def apps(rec: Recorder) -> tuple[web.Application, web.Application, web.Applicati
         return web.Response(status=503, text="unavailable")
 
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response({"paths": {p: len(v) for p, v in rec.records.items()}, "hanging": rec.hanging})
+        return web.json_response({"paths": {p: len(v) for p, v in rec.records.items()},
+                                  "distinct": {p: len(v) for p, v in rec.distinct.items()}, "hanging": rec.hanging})
 
     async def dump(request: web.Request) -> web.Response:
         path = request.query.get("path", "")
