@@ -61,6 +61,8 @@ B_RUNS = 3  # (b) takes a fraction of a second: the median of a few runs is stea
 
 @dataclass(frozen=True)
 class Sizes:
+    """Counts and durations of the three parts; the isolation rate is low on purpose (isolation, not throughput)."""
+
     burst: int = 600
     burst_timeout_s: float = 120
     rate: float = 200
@@ -340,7 +342,7 @@ class Throughput:
 
     @property
     def rate(self) -> float:
-        return self.arrived / self.seconds if self.seconds else 0.0
+        return per_second(self.arrived, 0.0, self.seconds)
 
     @classmethod
     def from_records(cls, label: str, expected: int, start: float, records: list, errors: int = 0,
@@ -553,6 +555,8 @@ def isolation(r: BenchRedis, sink: Sink, sizes: Sizes) -> tuple[Section, list[Go
     _latency_rows(s, "beside a hanging and a 503 target", beside, "/isolation/webhook")
     others = ", ".join(f"{k}: {v:,}" for k, v in beside.other.items())
     s.notes.append(f"requests the bad targets received: {others or 'none'}")
+    s.notes.append("the rate is low on purpose (the figure is about isolation, not throughput); the hanging target "
+                   "accepts connections and never answers, the other answers 503 at once; both on their own ports")
     goals = [Goal("isolation: healthy target p99 beside a hanging and a 503 target vs alone", beside.p(99),
                   2, False, baseline=alone.p(99), unit="ms")]
     return s, goals
