@@ -331,6 +331,8 @@ class Throughput:
     by_type: Counter = field(default_factory=Counter)
     errors: int = 0
     spread: list[float] = field(default_factory=list)  # rates of repeated runs, when repeated
+    first_after: float | None = None  # seconds from the start to the first arrival
+    span: float | None = None  # seconds from the first arrival to the last first arrival
 
     @property
     def complete(self) -> bool:
@@ -353,7 +355,8 @@ class Throughput:
         seconds = end - start
         return cls(label, expected, len(first), seconds, requests=len(records),
                    webhook_ids=len({rec[1] for rec in records if rec[1]}), by_type=Counter(k for k, _ in first),
-                   errors=errors)
+                   errors=errors, first_after=min(first.values()) - start if first else None,
+                   span=max(first.values()) - min(first.values()) if first else None)
 
 
 def burst_lockhook(r: BenchRedis, sink: Sink, n: int, timeout_s: float) -> Throughput:
@@ -436,6 +439,9 @@ def burst(r: BenchRedis, sink: Sink, sizes: Sizes) -> tuple[Section, list[Goal]]
     s.notes.append(f"lockhook: {types}; {lh.requests:,} requests for {lh.arrived:,} distinct notifications "
                    f"({lh.duplicates:,} sent again), {lh.webhook_ids:,} distinct webhook-ids; {lh.errors} "
                    "confirmations not answered 202")
+    if lh.first_after is not None and lh.span:
+        s.notes.append(f"lockhook's first notification arrived {lh.first_after:.2f} s after the first confirmation "
+                       f"POST; from then on they arrived over {lh.span:.2f} s ({(lh.arrived - 1) / lh.span:,.0f}/s)")
     s.notes.append(f"(b) runs: {', '.join(f'{x:,.0f}' for x in b.spread)} notifications/s; (a) and (b) send "
                    "bodies of the same shape (command.succeeded / lock.state_changed JSON), signed (svix) as they "
                    "go, each from its own process, timed from its start signal to the last arrival at the sink")

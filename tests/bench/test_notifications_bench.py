@@ -45,6 +45,7 @@ def test_throughput_counts_distinct_notifications_until_the_last_first_arrival()
     t = nb.Throughput.from_records("x", 2, 10.0, records)
     assert t.complete and t.arrived == 2 and t.requests == 3 and t.duplicates == 1 and t.webhook_ids == 2
     assert t.seconds == 1.0 and t.rate == 2.0
+    assert t.first_after == 0.5 and t.span == 0.5
     assert t.by_type == {"command.succeeded": 1, "lock.state_changed": 1}
     short = nb.Throughput.from_records("x", 3, 10.0, records, waited_until=20.0)
     assert not short.complete and short.seconds == 10.0  # incomplete: the rate over the whole wait
