@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import subprocess
@@ -33,6 +34,7 @@ from pathlib import Path
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import profile  # noqa: E402
 from bench.common import (  # noqa: E402
     PY,
     BenchRedis,
@@ -70,6 +72,7 @@ class Sizes:
     drain_s: float = 15
     iso_rate: float = 20
     iso_seconds: float = 20
+    profile_s: float = 0  # py-spy the worker tree for this long during the sustained run (0: off)
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -469,6 +472,7 @@ class LatencyRun:
     requests: dict[str, int] = field(default_factory=dict)  # per sink path, a notification sent again included
     webhook_ids: int = 0
     other: dict[str, int] = field(default_factory=dict)  # requests at other paths (bad targets)
+    profile: list | None = None
 
     def all_latencies(self) -> list[float]:
         return [x for v in self.lat.values() for x in v]
@@ -484,7 +488,7 @@ class LatencyRun:
 
 def latency_run(r: BenchRedis, sink: Sink, label: str, rate: float, seconds: float, drain_s: float,
                 webhook_paths: list[str], slack_path: str | None = None,
-                bad_urls: tuple[str, ...] | list[str] = ()) -> LatencyRun:
+                bad_urls: tuple[str, ...] | list[str] = (), profile_s: float = 0) -> LatencyRun:
     r.flush()
     n = int(rate * seconds)
     lh = Lockhook(r, label, [sink.url("ok", p) for p in webhook_paths] + list(bad_urls),
@@ -495,7 +499,10 @@ def latency_run(r: BenchRedis, sink: Sink, label: str, rate: float, seconds: flo
             f"{' + a hanging and a 503 target' if bad_urls else ''}")
         ids, payloads = prepare(r, sink, lh, f"n{label[:3]}", n)
         per_path = expected_notifications(n, 1)
+        spy = profile.start(lh.worker.pid, profile_s, f"notify-{label}-worker", delay_s=min(3.0, seconds / 3)) \
+            if profile_s else None
         sent, errors = confirm(lh.port, payloads, rate)
+        rows = profile.finish(spy) if spy is not None else None
         last = max(sent.values())
         time.sleep(max(0.0, last + 1.0 - time.time()))
         counts = sink.distinct()
@@ -515,7 +522,8 @@ def latency_run(r: BenchRedis, sink: Sink, label: str, rate: float, seconds: flo
             other["hanging connections"] = sink.hanging()
     finally:
         lh.stop()
-    return LatencyRun(n, dict.fromkeys(paths, per_path), lat, max(0, left), errors, requests, len(ids_seen), other)
+    return LatencyRun(n, dict.fromkeys(paths, per_path), lat, max(0, left), errors, requests, len(ids_seen), other,
+                      rows)
 
 
 def _latency_rows(s: Section, label: str, run: LatencyRun, path: str) -> None:
@@ -525,7 +533,7 @@ def _latency_rows(s: Section, label: str, run: LatencyRun, path: str) -> None:
 
 def sustained(r: BenchRedis, sink: Sink, sizes: Sizes) -> tuple[Section, list[Goal]]:
     run = latency_run(r, sink, "sustained", sizes.rate, sizes.seconds, sizes.drain_s, ["/sustained/webhook"],
-                      "/sustained/slack")
+                      "/sustained/slack", profile_s=sizes.profile_s)
     total = sum(run.expected.values())
     s = Section(f"Notifications sustained ({sizes.rate:.0f} confirmations/s for {sizes.seconds:.0f} s, a webhook "
                 "and a Slack target)", ["confirmation POST -> notification received", "distinct / expected",
@@ -541,6 +549,10 @@ def sustained(r: BenchRedis, sink: Sink, sizes: Sizes) -> tuple[Section, list[Go
                    f"{run.webhook_ids:,} distinct webhook-ids at the webhook target for "
                    f"{len(run.lat['/sustained/webhook']):,} distinct notifications; latency is to a notification's "
                    "first arrival")
+    if run.profile:
+        top = ", ".join(f"{share * 100:.0f}% `{frame}`" for frame, share in run.profile[:10])
+        s.notes.append(f"worker process tree (`lockhook worker`), py-spy over {sizes.profile_s:.0f} s of the run, "
+                       f"share of samples that include the frame: {top}")
     goals = [Goal("sustained: p99 confirmation POST -> notification received", run.p(99), 0.100, False, unit="ms"),
              Goal("sustained: notifications missing 1 s after the load stops", run.left_after_1s, 0, False),
              Goal("sustained: notifications sent again to a sink that answered 200 (sanity)", run.duplicates(), 0,
@@ -589,6 +601,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke test, figures are rough)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--profile", type=float, default=0, metavar="SECONDS",
+                        help="py-spy the worker tree for this long during the sustained run")
     args = parser.parse_args()
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - set(PARTS)
@@ -597,7 +611,8 @@ def main() -> None:
     started = time.time()
     r = BenchRedis()
     try:
-        sections = run(r, Sizes.quick() if args.quick else Sizes(), parts)
+        sizes = Sizes.quick() if args.quick else Sizes()
+        sections = run(r, dataclasses.replace(sizes, profile_s=args.profile), parts)
     finally:
         r.stop()
     text = "\n".join(s.markdown() for s in sections) + f"\n_notifications bench took {time.time() - started:.0f} s_\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import subprocess
 import sys
@@ -86,6 +87,7 @@ def main() -> None:
     try:
         out.append(machine(r))
         sizes = notifications.Sizes.quick() if q else notifications.Sizes()
+        sizes = dataclasses.replace(sizes, profile_s=0 if args.no_profile else (3 if q else 8))
         if args.only == "notifications":
             out += [s.markdown() for s in notifications.run(r, sizes)]
         else:
