@@ -7,8 +7,12 @@ event processing. Both use a non-forking worker: an RQ fork per job costs more t
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
+import signal
+import sys
 import threading
 import time
 
@@ -24,6 +28,9 @@ from workers import notifications  # noqa: F401  (registers the outcome subscrib
 from workers.maintenance import mark_alive, run_in_thread
 
 log = logging.getLogger("lockhook.worker")
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal this process gets when its parent dies."""
 
 RQ_MAINTENANCE_S = 15
 """RQ retries its scheduler lock only at this interval (default 10 min): a lock left by a worker that died
@@ -76,13 +83,29 @@ def _asked_to_stop(worker: LockhookWorker) -> bool:
     return worker._stop_requested or getattr(worker, "_shutdown_requested_date", None) is not None
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """A child process ends when the worker that started it dies, even by SIGKILL (Linux: PR_SET_PDEATHSIG).
+
+    Without it, a notifier whose parent was killed before it could stop it runs on, orphaned.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _notifier(parent_pid: int, settings: Settings, burst: bool) -> None:
+    die_with_parent(parent_pid)
+    serve(settings, [defaults.QUEUE_NOTIFICATIONS], True, burst)
+
+
 def run(settings: Settings, queues: list[str] | None = None, burst: bool = False) -> None:
     """Entry point of `lockhook worker`."""
     if queues:
         serve(settings, queues, with_scheduler=defaults.QUEUE_EVENTS in queues, burst=burst)
         return
     notifier = multiprocessing.get_context("fork").Process(
-        target=serve, args=(settings, [defaults.QUEUE_NOTIFICATIONS], True, burst), name="lockhook-notifier")
+        target=_notifier, args=(os.getpid(), settings, burst), name="lockhook-notifier")
     notifier.start()
     try:
         # events only: a notification send (up to NOTIFY_TIMEOUT_S to a hanging target) must never delay a drain

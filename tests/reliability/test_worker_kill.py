@@ -84,3 +84,20 @@ def test_sigkilled_worker_work_is_rerun_and_the_command_resolves_once(r, start_w
     assert recovered_s < defaults.RECLAIM_IDLE_MS / 1000 + 3 * defaults.MAINTENANCE_INTERVAL_S + 10
     print(f"\ncommand resolved {recovered_s:.1f} s after the SIGKILL (reclaim idle "
           f"{defaults.RECLAIM_IDLE_MS / 1000:g} s); inbox settled after {settled_s:.1f} s")
+
+
+def test_the_notifier_child_does_not_outlive_a_killed_worker(start_worker):
+    import os
+    import signal
+
+    import psutil
+
+    from tests.conftest import wait_for
+
+    worker = start_worker()
+    parent = psutil.Process(worker.proc.pid)
+    children = wait_for(lambda: parent.children(recursive=True), timeout=30)
+    os.kill(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait(10)
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, f"orphaned: {[p.cmdline() for p in alive]}"
