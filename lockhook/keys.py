@@ -38,6 +38,9 @@ def command_channel(command_id: str) -> str:
     return f"{PREFIX}cmd:{command_id}:done"
 
 
+COMMAND_CHANNELS = command_channel("*")  # PSUBSCRIBE pattern matching every command's channel
+
+
 def id_index(kind: str, value: str) -> str:
     """kind: custom_id | action_id | action_attempt_id | idempotency_key."""
     return f"{PREFIX}idx:{kind}:{value}"

@@ -23,6 +23,7 @@ from lockhook.logs import configure_logging
 from lockhook.redis_client import async_client, sync_client
 from lockhook.settings import Settings, get_settings
 from receiver import commands_api, dashboard, health, metrics, openapi, webhooks
+from receiver.resolutions import Resolutions
 
 log = logging.getLogger("lockhook.receiver")
 
@@ -106,9 +107,11 @@ def build_app(settings: Settings) -> Receiver:
             task.add_done_callback(background.discard)
 
         state.inbox = Inbox(state.redis, settings.dedupe_ttl_seconds, schedule_drain)
+        state.resolutions = Resolutions(state.redis)
         try:
             yield
         finally:
+            await state.resolutions.close()
             if background:
                 await asyncio.wait(background, timeout=5)
             await state.redis.aclose()

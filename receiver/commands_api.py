@@ -5,7 +5,8 @@ BEFORE calling Seam or the device cloud, so a repeated request never reaches a d
 remote's answer then attaches its ids (rejected on a refusal; discarded, 502, when unreachable).
 Everything it would store is checked first: ids match lockhook.ids, no text holds a lone surrogate,
 and a key or custom_id first used for another request is refused (422 idempotency_key_reused).
-GET /commands/{id}?wait=N subscribes to the command's channel first, re-reads it, then waits.
+GET /commands/{id}?wait=N joins the process's subscription to command resolutions first, re-reads it,
+then waits.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ from lockhook.notifications.callback_policy import check_callback_url
 from lockhook.processing.locks import device_events, lock_state
 from receiver.auth import protected
 from receiver.body import read_body
-from receiver.resolutions import hub
 
 log = logging.getLogger("lockhook.commands_api")
 
@@ -321,7 +321,7 @@ def parse_wait(raw: str | None) -> float:
 
 
 async def _read_command(state, command_id: str) -> Command | None:
-    async with hub(state).reads:
+    async with state.resolutions.reads:
         raw = await state.redis.hgetall(keys.command(command_id))
     return Command.from_hash(raw) if raw else None
 
@@ -334,7 +334,7 @@ async def await_command(state, command_id: str, wait_s: float) -> Command | None
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
-    async with hub(state).watch(keys.command_channel(command_id)) as fired:
+    async with state.resolutions.watch(command_id) as fired:
         command = await _read_command(state, command_id)  # after subscribing: no resolution is missed
         while command is not None and command.status == CommandStatus.PENDING:
             remaining = deadline - loop.time()

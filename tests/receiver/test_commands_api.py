@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
@@ -10,10 +11,12 @@ from datetime import datetime
 
 import httpx
 import pytest
+import redis
 from starlette.testclient import TestClient
 
 from lockhook import keys
 from lockhook.commands.store import CommandStore
+from receiver import commands_api
 from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, signed, wait_for
 from tests.issuers import (  # noqa: F401  (fixtures)
     DEVICE_CLOUD_API_KEY,
@@ -328,7 +331,45 @@ def test_device_cloud_closed_port_is_502(make_app, r):
 
 # -- long-poll --------------------------------------------------------------------------------------
 
-def test_wait_returns_as_soon_as_the_command_resolves(client, r):
+class Monitor(threading.Thread):
+    """Every command the test Redis runs (MONITOR): shows that a long-poll has read its command."""
+
+    def __init__(self, client: redis.Redis):
+        super().__init__(daemon=True)
+        self.monitor = client.monitor().__enter__()
+        self.commands: list[tuple[str, str]] = []
+
+    def run(self):
+        with contextlib.suppress(redis.RedisError, OSError, ValueError, AttributeError):
+            for entry in self.monitor.listen():
+                if entry["client_type"] != "lua":
+                    name, _, args = entry["command"].partition(" ")
+                    self.commands.append((name.upper(), args))
+
+    def reads(self, command_id: str) -> int:
+        """How often a client (not a script) read the command."""
+        return self.commands.count(("HGETALL", keys.command(command_id)))
+
+    def close(self):
+        self.monitor.__exit__()
+        self.join(5)
+
+
+@pytest.fixture
+def monitor(r):
+    watching = Monitor(r)
+    watching.start()
+    yield watching
+    watching.close()
+
+
+def parked(monitor: Monitor, r, command_id: str, reads_before: int) -> None:
+    """Wait until a long-poll has read its command, which it does only once subscribed."""
+    wait_for(lambda: monitor.reads(command_id) > reads_before)
+    assert r.pubsub_numpat() == 1
+
+
+def test_wait_returns_as_soon_as_the_command_resolves(client, r, monitor):
     command_id = post(client, external(action_attempt_id="aa_wait")).json()["command_id"]
     answer: dict = {}
 
@@ -337,9 +378,9 @@ def test_wait_returns_as_soon_as_the_command_resolves(client, r):
         answer.update(resp.json(), returned=time.time())
 
     thread = threading.Thread(target=waiter)
+    reads = monitor.reads(command_id)
     thread.start()
-    wait_for(lambda: r.pubsub_numsub(keys.command_channel(command_id))[0][1] == 1)
-    time.sleep(0.2)  # the waiter is parked on its subscription
+    parked(monitor, r, command_id, reads)
     CommandStore(r).record_result(command_id, True, resolved_by="test")
     thread.join(5)
     resolved = datetime.fromisoformat(answer["resolved_at"]).timestamp()
@@ -392,15 +433,16 @@ class Waiter(threading.Thread):
         return (self.returned - datetime.fromisoformat(self.answer["resolved_at"]).timestamp()) * 1000
 
 
-def start_waiting(base: str, command_id: str, r) -> Waiter:
+def start_waiting(base: str, command_id: str, monitor: Monitor, r) -> Waiter:
     waiter = Waiter(base, command_id)
+    reads = monitor.reads(command_id)
     waiter.start()
-    wait_for(lambda: r.pubsub_numsub(keys.command_channel(command_id))[0][1] == 1)
+    parked(monitor, r, command_id, reads)
     return waiter
 
 
 def test_live_seam_command_resolves_by_webhook_and_wait_answers_within_100ms(
-        start_web, start_worker, fake_seam, device_cloud, r):
+        start_web, start_worker, fake_seam, device_cloud, r, monitor):
     env = live_env(fake_seam, device_cloud, poll_after_s=120)  # the poll must not get there first
     start_worker(**env)
     base = start_web(**env)
@@ -411,7 +453,7 @@ def test_live_seam_command_resolves_by_webhook_and_wait_answers_within_100ms(
         assert resp.status_code == 201, resp.text
         command = resp.json()
         assert command["status"] == "pending" and command["action_attempt_id"]
-        waiter = start_waiting(base, command["command_id"], r)
+        waiter = start_waiting(base, command["command_id"], monitor, r)
         event = {"event_id": f"evt_live_{n}", "event_type": "action_attempt.lock_door.succeeded",
                  "workspace_id": "ws", "action_attempt_id": command["action_attempt_id"],
                  "action_type": "LOCK_DOOR", "status": "success", "created_at": "2025-05-22T10:45:12Z"}
@@ -442,7 +484,7 @@ def test_live_seam_command_resolves_by_polling_when_no_webhook_comes(
 
 
 def test_live_device_cloud_command_resolves_from_its_signed_completion(
-        start_web, start_worker, fake_seam, device_cloud, r):
+        start_web, start_worker, fake_seam, device_cloud, r, monitor):
     env = live_env(fake_seam, device_cloud, poll_after_s=120)
     start_worker(**env)
     base = start_web(**env)
@@ -450,7 +492,7 @@ def test_live_device_cloud_command_resolves_from_its_signed_completion(
                                                               "via": "device_cloud"})
     assert resp.status_code == 201, resp.text
     command = resp.json()
-    waiter = start_waiting(base, command["command_id"], r)
+    waiter = start_waiting(base, command["command_id"], monitor, r)
     event = {"event_type": "lock.action_completed", "device_id": "lock_491829", "action_id": command["action_id"],
              "custom_id": command["custom_id"], "action": "unlock", "status": "success",
              "performed_via": "remote_api", "timestamp": "2025-05-22T10:45:12Z"}
@@ -511,7 +553,7 @@ def test_generated_requests_never_get_a_5xx(start_web):
             assert mode == schemathesis.GenerationMode.NEGATIVE
 
 
-def test_many_long_polls_share_one_connection_and_leave_webhooks_alone(start_web, r):
+def test_many_long_polls_share_one_connection_and_leave_webhooks_alone(start_web, r, monitor):
     """More waiters than the Redis client's pool (100) hold: all answered, and a webhook is still acked."""
     import asyncio
 
@@ -523,12 +565,12 @@ def test_many_long_polls_share_one_connection_and_leave_webhooks_alone(start_web
         async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=40, limits=limits) as api:
             ids = [(await api.post("/commands", json=external(device_id=f"d{n}"))).json()["command_id"]
                    for n in range(count)]
+            reads = {cid: monitor.reads(cid) for cid in ids}
             waits = [asyncio.create_task(api.get(f"/commands/{cid}", params={"wait": 20})) for cid in ids]
-            channels = [keys.command_channel(cid) for cid in ids]
-            while sum(n for _, n in r.pubsub_numsub(*channels)) < count:
+            while not all(monitor.reads(cid) > reads[cid] for cid in ids):  # all subscribed and read their command
                 await asyncio.sleep(0.05)
-            clients = [c for c in r.client_list() if c.get("sub") not in (None, "0")]
-            assert len(clients) == 1  # one subscriber connection for all of them
+            clients = [c for c in r.client_list() if {c.get("sub"), c.get("psub")} - {None, "0"}]
+            assert len(clients) == 1 and r.pubsub_numpat() == 1  # one subscriber connection for all of them
             body = json.dumps({"event_id": "evt_busy", "event_type": "lock.locked", "device_id": "x"}).encode()
             ack = await api.post("/webhooks/seam", content=body, headers=signed(body, "msg_busy"))
             assert ack.status_code == 202
@@ -541,12 +583,40 @@ def test_many_long_polls_share_one_connection_and_leave_webhooks_alone(start_web
     assert [a.get("status") for a in answers] == ["succeeded"] * count, [a for a in answers if "status" not in a][:3]
 
 
-def test_long_poll_survives_a_dropped_subscriber_connection(start_web, r):
+def test_long_poll_survives_a_dropped_subscriber_connection(start_web, r, monitor):
     base = start_web()
     command_id = httpx.post(base + "/commands", headers=AUTH, json=external()).json()["command_id"]
-    waiter = start_waiting(base, command_id, r)
+    waiter = start_waiting(base, command_id, monitor, r)
     r.client_kill_filter(_type="pubsub")
-    wait_for(lambda: r.pubsub_numsub(keys.command_channel(command_id))[0][1] == 1)  # resubscribed
+    wait_for(lambda: r.pubsub_numpat() == 1)  # resubscribed
     CommandStore(r).record_result(command_id, False, "LOCK_JAMMED", resolved_by="test")
     waiter.join(30)
     assert waiter.answer["status"] == "failed" and waiter.lag_ms() < 1000  # not the 5 s safety re-read
+
+
+def test_a_resolution_published_while_no_subscription_listened_still_wakes_the_waiter(client, r, monitor,
+                                                                                      monkeypatch):
+    """After a lost connection every waiter re-reads its command once the subscription is back."""
+    monkeypatch.setattr(commands_api, "WAIT_RECHECK_S", 60)  # the safety re-read cannot answer in time
+    command_id = post(client, external()).json()["command_id"]
+    answer: dict = {}
+
+    def waiter():
+        answer.update(client.get(f"/commands/{command_id}?wait=30", headers=AUTH).json(), returned=time.monotonic())
+
+    thread = threading.Thread(target=waiter)
+    reads = monitor.reads(command_id)
+    thread.start()
+    parked(monitor, r, command_id, reads)
+    try:
+        r.execute_command("ACL", "SETUSER", "default", "-psubscribe")  # the listener cannot resubscribe
+        r.client_kill_filter(_type="pubsub")
+        wait_for(lambda: monitor.reads(command_id) > reads + 1)  # it noticed the loss: the waiter re-read, pending
+        CommandStore(r).record_result(command_id, False, "LOCK_JAMMED", resolved_by="test")
+        assert r.pubsub_numpat() == 0  # nobody heard the resolution
+    finally:
+        r.execute_command("ACL", "SETUSER", "default", "+@all")
+    restored = time.monotonic()
+    thread.join(40)
+    assert (answer.get("status"), answer.get("error_code")) == ("failed", "LOCK_JAMMED"), answer
+    assert answer["returned"] - restored < 15  # woken by the resubscription, not by the 30 s deadline
