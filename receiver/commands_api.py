@@ -18,10 +18,10 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -71,6 +71,12 @@ WAIT_RECHECK_S = 5.0
 LIST_MAX = 500
 """Most commands one GET /commands returns."""
 
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+"""Device, custom, action and attempt ids (lockhook.ids)."""
+
+IDEMPOTENCY_KEY = TypeAdapter(Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,200}$")])
+"""An Idempotency-Key: 1-200 printable ASCII characters, no spaces (the caller's choice, so wider than an id)."""
+
 T = TypeVar("T")
 
 
@@ -79,14 +85,16 @@ class CommandRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    device_id: str = Field(pattern=ID_PATTERN)
+    device_id: Id
     action: Action
-    via: Via
-    custom_id: str | None = Field(None, pattern=ID_PATTERN)
-    action_id: str | None = Field(None, pattern=ID_PATTERN)
-    action_attempt_id: str | None = Field(None, pattern=ID_PATTERN)
+    via: Via = Field(description="seam: Seam SDK (SEAM_API_KEY); device_cloud: DEVICE_CLOUD_URL; "
+                                 "external: already issued by the caller, who gives the ids")
+    custom_id: Id | None = None
+    action_id: Id | None = None
+    action_attempt_id: Id | None = None
     timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S)
-    callback_url: str | None = Field(None, min_length=1, max_length=2048)
+    callback_url: str | None = Field(None, min_length=1, max_length=2048,
+                                     description="http(s); internal addresses refused unless in NOTIFY_ALLOWED_HOSTS")
     metadata: dict[str, Any] | None = None
 
     @field_validator("metadata")
@@ -214,9 +222,10 @@ def _idempotency_key(request: Request) -> str | None:
     value = request.headers.get("idempotency-key")
     if value is None:
         return None
-    if not (1 <= len(value) <= 200) or any(not 0x21 <= ord(ch) <= 0x7E for ch in value):
-        raise invalid("header", "Idempotency-Key", "must be 1-200 printable ASCII characters without spaces")
-    return value
+    try:
+        return IDEMPOTENCY_KEY.validate_python(value)
+    except ValidationError:
+        raise invalid("header", "Idempotency-Key", "must be 1-200 printable ASCII characters without spaces") from None
 
 
 async def _check_callback(url: str, settings) -> None:
@@ -367,7 +376,7 @@ async def get_command(request: Request) -> JSONResponse:
 class ListQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    device_id: str | None = Field(None, pattern=ID_PATTERN)
+    device_id: Id | None = None
     status: CommandStatus | None = None
     limit: int = Field(50, ge=1, le=LIST_MAX)
 

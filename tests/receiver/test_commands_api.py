@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import threading
 import time
 from datetime import datetime
@@ -15,7 +16,8 @@ import redis
 from starlette.testclient import TestClient
 
 from lockhook import keys
-from lockhook.commands.store import CommandStore
+from lockhook.commands.store import Command, CommandStore
+from lockhook.ids import ID_PATTERN
 from receiver import commands_api
 from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, signed, wait_for
 from tests.issuers import (  # noqa: F401  (fixtures)
@@ -514,14 +516,30 @@ def test_live_device_cloud_command_resolves_from_its_signed_completion(
 
 # -- OpenAPI ----------------------------------------------------------------------------------------
 
-def test_openapi_describes_every_route_of_the_app(client):
+def served(app) -> set[tuple[str, str]]:
+    return {(route.path, method) for route in app.routes for method in (route.methods or ()) - {"HEAD"}}
+
+
+def test_openapi_documents_exactly_the_routes_the_app_serves(client):
     doc = client.get("/openapi.json", headers=AUTH).json()
     assert doc["openapi"].startswith("3.")
     documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
-    served = {(route.path, method) for route in client.app.routes for method in (route.methods or ()) - {"HEAD"}}
-    assert served <= documented, served - documented
+    assert documented == served(client.app), (served(client.app) - documented, documented - served(client.app))
     for path in ("/webhooks/seam", "/webhooks/device-cloud", "/healthz", "/metrics", "/dashboard"):
         assert path in doc["paths"]
+
+
+def test_openapi_schemas_come_from_the_models_the_routes_validate_with(client):
+    doc = client.get("/openapi.json", headers=AUTH).json()
+    schemas = doc["components"]["schemas"]
+    assert set(schemas["CommandRequest"]["properties"]) == set(commands_api.CommandRequest.model_fields)
+    assert set(schemas["Command"]["properties"]) == set(Command.model_fields)
+    listing = {p["name"] for p in doc["paths"]["/commands"]["get"]["parameters"]}
+    assert listing == set(commands_api.ListQuery.model_fields)
+    assert schemas["CommandRequest"]["properties"]["device_id"]["pattern"] == ID_PATTERN  # the one id pattern
+    assert doc["paths"]["/commands/{command_id}"]["get"]["parameters"][0]["schema"]["pattern"] == ID_PATTERN
+    refs = {v.rsplit("/", 1)[1] for v in re.findall(r'"\$ref": "([^"]+)"', json.dumps(doc))}
+    assert refs <= set(schemas), refs - set(schemas)  # every nested model is in components/schemas
 
 
 def test_generated_requests_never_get_a_5xx(start_web):
