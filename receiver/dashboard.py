@@ -21,9 +21,9 @@ from lockhook import defaults
 from lockhook.errors import ApiDisabled, NotFound, StorageUnavailable, Unauthorized, ValidationFailed
 from lockhook.ids import is_id
 from receiver import dashboard_data as data
-from receiver import dashboard_html as html
-from receiver import live
+from receiver import live, templating
 from receiver.auth import is_authorized
+from receiver.templating import templates
 
 log = logging.getLogger("lockhook.dashboard")
 
@@ -32,8 +32,8 @@ COOKIE_MAX_AGE_S = 7 * 24 * 3600
 LOGIN_BODY_MAX = 4096
 LOGIN_FIELDS = ("token", "api_token", "password")  # the form sends `token`; scripts may use the others
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; script-src 'self'; "
-                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -71,8 +71,13 @@ def _same_origin(request: Request) -> None:
         raise Unauthorized("cross-site request refused")
 
 
-def _html(body: str, status_code: int = 200) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
+def _page(request: Request, template: str, context: dict, status_code: int = 200) -> HTMLResponse:
+    return templates.TemplateResponse(request, template, context, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+def _login_page(request: Request, error: str | None = None, status_code: int = 200) -> HTMLResponse:
+    disabled = not request.app.state.settings.api_token
+    return _page(request, "login.html", {"error": error, "disabled": disabled}, 503 if disabled else status_code)
 
 
 async def _read(fn, *args):
@@ -84,20 +89,17 @@ async def _read(fn, *args):
 
 
 async def dashboard(request: Request) -> Response:
-    settings = request.app.state.settings
-    if not settings.api_token:
-        return _html(html.login_page(disabled=True), 503)
-    if not _signed_in(request):
-        return _html(html.login_page())
+    if not request.app.state.settings.api_token or not _signed_in(request):
+        return _login_page(request)
     filters = data.Filters.from_query(request.query_params)
     overview = await _read(data.overview, request.app.state.sync_redis, filters)
-    return _html(html.overview_page(overview, filters))
+    return _page(request, "overview.html", templating.overview_context(overview, filters))
 
 
 async def login(request: Request) -> Response:
     settings = request.app.state.settings
     if not settings.api_token:
-        return _html(html.login_page(disabled=True), 503)
+        return _login_page(request)
     _same_origin(request)
     body = b""
     async for chunk in request.stream():
@@ -111,7 +113,7 @@ async def login(request: Request) -> Response:
         token = ""
     if not token or not hmac.compare_digest(token.encode(), settings.api_token.encode()):
         log.info("dashboard sign-in refused")
-        return _html(html.login_page("That is not the API token."), 401)
+        return _login_page(request, "That is not the API token.", 401)
     response = RedirectResponse("/dashboard", status_code=303, headers=SECURITY_HEADERS)
     response.set_cookie(COOKIE, session_value(settings.api_token), max_age=COOKIE_MAX_AGE_S, path="/dashboard",
                         httponly=True, samesite="strict", secure=_https(request))
@@ -138,7 +140,7 @@ async def command(request: Request) -> Response:
     found, timeline = await _read(data.command_detail, request.app.state.sync_redis, command_id)
     if found is None:
         raise NotFound("no such command")
-    return _html(html.command_page(found, timeline))
+    return _page(request, "command.html", templating.command_context(found, timeline))
 
 
 async def resend(request: Request) -> Response:
@@ -168,9 +170,9 @@ async def resend(request: Request) -> Response:
 async def _sections(client, view: str, filters: data.Filters, command_id: str | None) -> dict[str, str] | None:
     if view == "command" and command_id:
         found, timeline = await _read(data.command_detail, client, command_id)
-        return {"command": html.command_section(found, timeline)} if found else None
+        return {"command": templating.command_section(found, timeline)} if found else None
     overview = await _read(data.overview, client, filters)
-    return html.overview_sections(overview, filters)
+    return templating.overview_sections(overview, filters)
 
 
 def _hub(state) -> live.LiveHub:
@@ -224,6 +226,12 @@ async def script(request: Request) -> Response:
                     headers={**SECURITY_HEADERS, "Cache-Control": "private, max-age=300"})
 
 
+async def stylesheet(request: Request) -> Response:
+    """Open to all: the sign-in form uses it too."""
+    return Response(_asset("dashboard.css"), media_type="text/css",
+                    headers={**SECURITY_HEADERS, "Cache-Control": "max-age=300"})
+
+
 routes = [
     Route("/dashboard", dashboard, methods=["GET"]),
     Route("/dashboard/login", login, methods=["POST"]),
@@ -232,4 +240,5 @@ routes = [
     Route("/dashboard/commands/{command_id}", command, methods=["GET"]),
     Route("/dashboard/notifications/{notification_id}/retry", resend, methods=["POST"]),
     Route("/dashboard/static/dashboard.js", script, methods=["GET"]),
+    Route("/dashboard/static/dashboard.css", stylesheet, methods=["GET"]),
 ]

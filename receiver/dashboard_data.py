@@ -45,7 +45,29 @@ class Overview:
     stats: dict[str, dict[str, int]]
     devices: list[str] = field(default_factory=list)
 
+    def delivery_counts(self) -> list[tuple[str, dict[str, int]]]:
+        """(endpoint, {outcome: count}) from the `<endpoint>:<outcome>` counters, by endpoint."""
+        by_endpoint: dict[str, dict[str, int]] = {}
+        for name, value in self.stats["deliveries"].items():
+            endpoint, _, outcome = name.rpartition(":")
+            by_endpoint.setdefault(endpoint, {})[outcome] = value
+        return sorted(by_endpoint.items())
 
+    def cards(self) -> list[tuple[str, int]]:
+        """The summary's counts, in the order they are shown."""
+        deliveries, commands, notifications = (self.stats[k] for k in ("deliveries", "commands", "notifications"))
+
+        def total(outcome: str) -> int:
+            return sum(v for k, v in deliveries.items() if k.endswith(":" + outcome))
+
+        return [
+            ("accepted", total("accepted")), ("duplicates", total("duplicate")), ("quarantined", total("quarantined")),
+            ("events", sum(self.stats["events"].values())), ("pending", self.stats["pending"]["pending"]),
+            ("succeeded", commands.get("succeeded", 0)), ("failed", commands.get("failed", 0)),
+            ("timed out", commands.get("timed_out", 0)), ("rejected", commands.get("rejected", 0)),
+            ("late results", commands.get("late_result", 0)),
+            ("notified", notifications.get("delivered", 0)), ("notify failed", len(self.failed_notifications)),
+        ]
 
 
 def _json_lines(raw: list) -> list[dict]:

@@ -222,6 +222,8 @@ PATHS: dict[str, dict[str, dict]] = {
         "Re-send a failed notification (same id and body, a new round of attempts)", media_type="application/json",
         params=("notification_id",), **{"202": answer("re-sent"), "303": SEE_DASHBOARD, "404": NOT_FOUND})},
     "/dashboard/static/dashboard.js": {"get": dashboard("The dashboard's script", media_type="text/javascript")},
+    "/dashboard/static/dashboard.css": {"get": dashboard("The dashboard's style sheet", media_type="text/css",
+                                                         public=True)},
 }
 
 

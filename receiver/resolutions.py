@@ -36,6 +36,7 @@ class Resolutions:
         self.waiters: dict[str, set[asyncio.Event]] = {}
         self.subscribed = asyncio.Event()  # set while Redis has confirmed the pattern subscription
         self.task: asyncio.Task | None = None
+        self.closed = False
         # many waiters wake at once; their re-reads must not exhaust the client's connection pool (100),
         # which the webhook ack path shares
         self.reads = asyncio.Semaphore(READ_CONCURRENCY)
@@ -62,11 +63,11 @@ class Resolutions:
 
     async def _listen(self) -> None:
         backoff = 0.0  # the first resubscribe is immediate: waiters are held meanwhile
-        while True:
+        while not self.closed:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.psubscribe(keys.COMMAND_CHANNELS)
-                while True:
+                while not self.closed:
                     message = await pubsub.get_message(timeout=LISTEN_TIMEOUT_S)
                     if message is None:
                         continue
@@ -92,10 +93,10 @@ class Resolutions:
                 event.set()
 
     async def close(self) -> None:
-        """Stop listening (app shutdown)."""
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(BaseException):
-                await self.task
-            self.task = None
+        """Stop listening (app shutdown); the flag also ends a loop whose cancellation the client swallowed."""
+        self.closed = True
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=defaults.REDIS_SOCKET_TIMEOUT_S)
         self.subscribed.clear()

@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 
 import httpx
+import psutil
 import pytest
 import redis
 from starlette.testclient import TestClient
@@ -339,18 +340,20 @@ class Monitor(threading.Thread):
     def __init__(self, client: redis.Redis):
         super().__init__(daemon=True)
         self.monitor = client.monitor().__enter__()
-        self.commands: list[tuple[str, str]] = []
+        self.commands: list[tuple[str, str, str]] = []  # (command, arguments, client port)
 
     def run(self):
         with contextlib.suppress(redis.RedisError, OSError, ValueError, AttributeError):
             for entry in self.monitor.listen():
                 if entry["client_type"] != "lua":
                     name, _, args = entry["command"].partition(" ")
-                    self.commands.append((name.upper(), args))
+                    self.commands.append((name.upper(), args, entry["client_port"]))
 
-    def reads(self, command_id: str) -> int:
-        """How often a client (not a script) read the command."""
-        return self.commands.count(("HGETALL", keys.command(command_id)))
+    def reads(self, command_id: str, pid: int | None = None) -> int:
+        """How often a client (not a script; of process `pid` if given) read the command."""
+        ports = {str(c.laddr.port) for c in psutil.Process(pid).net_connections("tcp")} if pid else None
+        return sum(1 for name, args, port in self.commands if (name, args) == ("HGETALL", keys.command(command_id))
+                   and (ports is None or port in ports))
 
     def close(self):
         self.monitor.__exit__()
@@ -365,9 +368,9 @@ def monitor(r):
     watching.close()
 
 
-def parked(monitor: Monitor, r, command_id: str, reads_before: int) -> None:
-    """Wait until a long-poll has read its command, which it does only once subscribed."""
-    wait_for(lambda: monitor.reads(command_id) > reads_before)
+def parked(monitor: Monitor, r, command_id: str, reads_before: int, pid: int | None = None) -> None:
+    """Wait until a long-poll (in web process `pid`) has read its command, which it does only once subscribed."""
+    wait_for(lambda: monitor.reads(command_id, pid) > reads_before)
     assert r.pubsub_numpat() == 1
 
 
@@ -435,11 +438,13 @@ class Waiter(threading.Thread):
         return (self.returned - datetime.fromisoformat(self.answer["resolved_at"]).timestamp()) * 1000
 
 
-def start_waiting(base: str, command_id: str, monitor: Monitor, r) -> Waiter:
+def start_waiting(base: str, start_web, command_id: str, monitor: Monitor, r) -> Waiter:
+    """A long-poll on the last web process started, once it is parked (a worker may read the command too)."""
     waiter = Waiter(base, command_id)
-    reads = monitor.reads(command_id)
+    pid = start_web.live.proc.pid
+    reads = monitor.reads(command_id, pid)
     waiter.start()
-    parked(monitor, r, command_id, reads)
+    parked(monitor, r, command_id, reads, pid)
     return waiter
 
 
@@ -455,7 +460,7 @@ def test_live_seam_command_resolves_by_webhook_and_wait_answers_within_100ms(
         assert resp.status_code == 201, resp.text
         command = resp.json()
         assert command["status"] == "pending" and command["action_attempt_id"]
-        waiter = start_waiting(base, command["command_id"], monitor, r)
+        waiter = start_waiting(base, start_web, command["command_id"], monitor, r)
         event = {"event_id": f"evt_live_{n}", "event_type": "action_attempt.lock_door.succeeded",
                  "workspace_id": "ws", "action_attempt_id": command["action_attempt_id"],
                  "action_type": "LOCK_DOOR", "status": "success", "created_at": "2025-05-22T10:45:12Z"}
@@ -494,7 +499,7 @@ def test_live_device_cloud_command_resolves_from_its_signed_completion(
                                                               "via": "device_cloud"})
     assert resp.status_code == 201, resp.text
     command = resp.json()
-    waiter = start_waiting(base, command["command_id"], monitor, r)
+    waiter = start_waiting(base, start_web, command["command_id"], monitor, r)
     event = {"event_type": "lock.action_completed", "device_id": "lock_491829", "action_id": command["action_id"],
              "custom_id": command["custom_id"], "action": "unlock", "status": "success",
              "performed_via": "remote_api", "timestamp": "2025-05-22T10:45:12Z"}
@@ -604,7 +609,7 @@ def test_many_long_polls_share_one_connection_and_leave_webhooks_alone(start_web
 def test_long_poll_survives_a_dropped_subscriber_connection(start_web, r, monitor):
     base = start_web()
     command_id = httpx.post(base + "/commands", headers=AUTH, json=external()).json()["command_id"]
-    waiter = start_waiting(base, command_id, monitor, r)
+    waiter = start_waiting(base, start_web, command_id, monitor, r)
     r.client_kill_filter(_type="pubsub")
     wait_for(lambda: r.pubsub_numpat() == 1)  # resubscribed
     CommandStore(r).record_result(command_id, False, "LOCK_JAMMED", resolved_by="test")

@@ -52,6 +52,8 @@ def test_login_form_cookie_and_token(client, make_app):
 
     form = client.get("/dashboard")
     assert form.status_code == 200 and 'action="/dashboard/login"' in form.text and "Pending" not in form.text
+    style = client.get("/dashboard/static/dashboard.css")  # the sign-in form is styled too
+    assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
     for path in ("/dashboard/events", "/dashboard/static/dashboard.js", "/dashboard/commands/cmd_x"):
         assert client.get(path).status_code == 401
     wrong = client.post("/dashboard/login", content="token=nope",
@@ -72,6 +74,8 @@ def test_login_form_cookie_and_token(client, make_app):
     page = client.get("/dashboard")
     assert page.status_code == 200 and "Pending" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "style-src 'self'" in page.headers["content-security-policy"]
+    assert "unsafe-inline" not in page.headers["content-security-policy"]  # no inline style or script at all
     client.cookies.clear()
     assert "Pending" in client.get("/dashboard", headers=AUTH).text  # a bearer token works too
     client.cookies.set(COOKIE, "0" * 64)
@@ -196,6 +200,8 @@ def test_browser_login_live_resolution_and_resend(start_web, start_worker, targe
     page = context.new_page()
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    refused = []  # anything the Content-Security-Policy blocked
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
 
     page.goto(base + "/dashboard")
     page.fill("#token", "not-the-token")
@@ -208,6 +214,7 @@ def test_browser_login_live_resolution_and_resend(start_web, start_worker, targe
     assert cookie["httpOnly"] and cookie["value"] != API_TOKEN
     page.wait_for_selector("#live.on")
     page.evaluate("window.__sameDocument = true")
+    assert page.evaluate("getComputedStyle(document.querySelector('header')).display") == "flex"  # styled
 
     with httpx.Client(base_url=base, timeout=10) as http:
         command = http.post("/commands", headers=AUTH, json={
@@ -266,6 +273,7 @@ def test_browser_login_live_resolution_and_resend(start_web, start_worker, targe
     assert "action_attempt.unlock_door.succeeded" in timeline and "aa-live" in timeline
     shot(page, "dashboard-5-command-timeline.png")
     assert dialogs == []  # nothing from the deliveries ran as script
+    assert refused == []
 
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, device_scale_factor=2)
     phone.add_cookies([cookie])
