@@ -20,6 +20,7 @@ from starlette.routing import Route
 from lockhook import defaults
 from lockhook.errors import ApiDisabled, NotFound, StorageUnavailable, Unauthorized, ValidationFailed
 from lockhook.ids import is_id
+from lockhook.notifications.store import NotificationStore
 from receiver import dashboard_data as data
 from receiver import live, templating
 from receiver.auth import is_authorized
@@ -147,8 +148,6 @@ async def resend(request: Request) -> Response:
     """Re-send a failed notification (same id and body, a new round of attempts) via the notifications store."""
     require_session(request)
     _same_origin(request)
-    from lockhook.notifications.store import NotificationStore
-
     nid = request.path_params["notification_id"]
     if not is_id(nid):
         raise NotFound("no such notification")

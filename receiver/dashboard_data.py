@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from lockhook import keys
 from lockhook.clock import iso
 from lockhook.commands.store import Command, CommandStatus, CommandStore
+from lockhook.notifications.store import NotificationStore
 from lockhook.processing.locks import known_devices, lock_state, recent_events
 from lockhook.redis_client import int_hash, text
 
@@ -115,10 +116,6 @@ def quarantined(client, limit: int = 20) -> list[dict]:
 
 def failed_notifications(client, limit: int = 50) -> list[dict]:
     """Notifications kept as failed (the notifications store's public view: never URL or body)."""
-    try:
-        from lockhook.notifications.store import NotificationStore
-    except ImportError:  # the notifications feature is not installed
-        return []
     return [n.public() for n in NotificationStore(client).failed(limit)]
 
 
