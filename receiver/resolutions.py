@@ -27,9 +27,15 @@ LISTEN_TIMEOUT_S = 30.0
 READ_CONCURRENCY = 32
 """Most command reads the API runs on Redis at once in one web process."""
 
+_BEFORE_ID, _AFTER_ID = keys.COMMAND_CHANNELS.split("*")  # a message's channel names its command
+
+
+def command_id_of(channel: str) -> str:
+    return channel.removeprefix(_BEFORE_ID).removesuffix(_AFTER_ID)
+
 
 class Resolutions:
-    """The process's subscription and its waiters (channel -> events); runs on the app's event loop."""
+    """The process's subscription and its waiters (command id -> events); runs on the app's event loop."""
 
     def __init__(self, redis) -> None:
         self.redis = redis
@@ -47,9 +53,8 @@ class Resolutions:
 
         Read the command AFTER entering, so a resolution published before cannot be missed.
         """
-        channel = keys.command_channel(command_id)
         event = asyncio.Event()
-        waiters = self.waiters.setdefault(channel, set())
+        waiters = self.waiters.setdefault(command_id, set())
         waiters.add(event)
         try:
             if self.task is None:
@@ -58,8 +63,8 @@ class Resolutions:
             yield event
         finally:
             waiters.discard(event)
-            if not waiters and self.waiters.get(channel) is waiters:
-                del self.waiters[channel]
+            if not waiters and self.waiters.get(command_id) is waiters:
+                del self.waiters[command_id]
 
     async def _listen(self) -> None:
         backoff = 0.0  # the first resubscribe is immediate: waiters are held meanwhile
@@ -76,7 +81,7 @@ class Resolutions:
                         self.subscribed.set()
                         self._wake(self.waiters)
                     elif message["type"] == "pmessage":
-                        self._wake([text(message["channel"])])
+                        self._wake([command_id_of(text(message["channel"]))])
             except (RedisError, OSError, RuntimeError) as exc:
                 log.warning("resolution listener lost Redis (%s); resubscribing", type(exc).__name__)
                 self.subscribed.clear()
@@ -87,9 +92,9 @@ class Resolutions:
             await asyncio.sleep(backoff)
             backoff = min(max(backoff * 2, 0.05), 5.0)
 
-    def _wake(self, channels) -> None:
-        for channel in list(channels):
-            for event in self.waiters.get(channel, ()):
+    def _wake(self, command_ids) -> None:
+        for command_id in list(command_ids):
+            for event in self.waiters.get(command_id, ()):
                 event.set()
 
     async def close(self) -> None:
