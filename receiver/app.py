@@ -22,7 +22,7 @@ from lockhook.ingest.signatures import check_secrets
 from lockhook.logs import configure_logging
 from lockhook.redis_client import async_client, sync_client
 from lockhook.settings import Settings, get_settings
-from receiver import commands_api, dashboard, health, metrics, openapi, webhooks
+from receiver import commands_api, dashboard, health, http_protocol, metrics, openapi, webhooks
 from receiver.resolutions import Resolutions
 
 log = logging.getLogger("lockhook.receiver")
@@ -108,6 +108,7 @@ def build_app(settings: Settings) -> Receiver:
 
         state.inbox = Inbox(state.redis, settings.dedupe_ttl_seconds, schedule_drain)
         state.resolutions = Resolutions(state.redis)
+        http_protocol.on_graceful_stop(state.resolutions.stop_waiting)
         try:
             yield
         finally:

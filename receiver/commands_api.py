@@ -345,7 +345,7 @@ async def await_command(state, command_id: str, wait_s: float) -> Command | None
     deadline = loop.time() + wait_s
     async with state.resolutions.watch(command_id) as fired:
         command = await _read_command(state, command_id)  # after subscribing: no resolution is missed
-        while command is not None and command.status == CommandStatus.PENDING:
+        while command is not None and command.status == CommandStatus.PENDING and not state.resolutions.stopping:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break

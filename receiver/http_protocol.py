@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -20,6 +21,21 @@ _END_OF_HEAD = b"\r\n\r\n"
 _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
               b"content-length: 43\r\nconnection: close\r\n\r\n"
               b'{"error":"request_header_fields_too_large"}')
+
+
+_graceful_stop_callbacks: list[Callable[[], None]] = []
+
+
+def on_graceful_stop(callback: Callable[[], None]) -> None:
+    """Call `callback` once when uvicorn begins a graceful stop (SIGTERM), before it waits for open requests."""
+    _graceful_stop_callbacks.append(callback)
+
+
+def _announce_graceful_stop() -> None:
+    callbacks = list(_graceful_stop_callbacks)
+    _graceful_stop_callbacks.clear()
+    for callback in callbacks:
+        callback()
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
@@ -66,6 +82,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if not self.transport.is_closing():
             self._start_head()  # the next request on this keep-alive connection
+
+    def shutdown(self) -> None:
+        """uvicorn calls this on every open connection as its graceful stop begins."""
+        _announce_graceful_stop()
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()

@@ -43,6 +43,7 @@ class Resolutions:
         self.subscribed = asyncio.Event()  # set while Redis has confirmed the pattern subscription
         self.task: asyncio.Task | None = None
         self.closed = False
+        self.stopping = False  # the web process is stopping: waiters answer with the command as it is
         # many waiters wake at once; their re-reads must not exhaust the client's connection pool (100),
         # which the webhook ack path shares
         self.reads = asyncio.Semaphore(READ_CONCURRENCY)
@@ -91,6 +92,11 @@ class Resolutions:
                     await pubsub.aclose()
             await asyncio.sleep(backoff)
             backoff = min(max(backoff * 2, 0.05), 5.0)
+
+    def stop_waiting(self) -> None:
+        """A graceful stop began: every open long-poll answers now (200, the command as it is), not at shutdown."""
+        self.stopping = True
+        self._wake(self.waiters)
 
     def _wake(self, command_ids) -> None:
         for command_id in list(command_ids):
