@@ -287,7 +287,6 @@ def register_pending(client: redis.Redis, run: str, count: int, start: int = 0, 
     Same fields as CommandStore.register builds (that method is sequential: one script call, one read and
     one RQ enqueue each, too slow to load 100,000 commands in a bench); no expiry jobs are scheduled.
     """
-    from lockhook import defaults
     from lockhook.scripts import Scripts
 
     scripts = Scripts(client)
@@ -300,7 +299,7 @@ def register_pending(client: redis.Redis, run: str, count: int, start: int = 0, 
                 "via": "seam", "status": "pending", "action_attempt_id": f"aa_{run}_{i}",
                 "created_at": str(now), "deadline_at": str(now + timeout_s * 1000), "late": "0",
             })
-            scripts.register(args=Scripts.args(now, body, "", defaults.COMMAND_TTL_S), client=pipe)
+            scripts.register(args=Scripts.args(now, body, ""), client=pipe)
         pipe.execute()
 
 

@@ -36,14 +36,26 @@ PROCESSED_TTL_S = 7 * 24 * 3600
 PARK_TTL_S = 3600
 """An event that arrives before its command waits this long for the command to register."""
 
-CORRELATION_WINDOW_S = 300
+CORRELATION_WINDOW_MS = 300_000
 """Rule 4: an id-less lock event matches a pending command created at most this long before it."""
+
+CORRELATION_CLOCK_SKEW_MS = 30_000
+"""Rule 4: ... or created at most this long after it (a lock's clock may run behind ours by seconds)."""
 
 DEVICE_EVENT_LOG_CAP = 100
 """Events kept per device (newest first) for the API and dashboard."""
 
 RECENT_CAP = 1000
-"""Entries kept in the global recent-events / anomalies / quarantine logs."""
+"""Entries kept in the global recent-events and anomalies logs (newest first)."""
+
+DUPLICATES_CAP = 200
+"""Duplicate deliveries kept (newest first) for the dashboard."""
+
+COMMAND_TIMELINE_CAP = 200
+"""Entries kept in one command's timeline (the newest)."""
+
+LATENCY_BUCKETS_MS = (250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000)
+"""Upper bounds of the confirmation latency histogram (kept by the resolve script, exposed on /metrics)."""
 
 COMMAND_TTL_S = 30 * 24 * 3600
 """A resolved command is kept this long."""

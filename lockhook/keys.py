@@ -1,4 +1,8 @@
-"""Names of every Redis key lockhook writes (RQ's own `rq:*` keys aside), in one place."""
+"""Names of every Redis key lockhook writes (RQ's own `rq:*` keys aside), in one place.
+
+The Lua scripts spell none of their own: `lockhook.scripts` hands them these names (and these functions,
+translated to Lua) in a generated header, so a key renamed here is renamed for the scripts too.
+"""
 
 PREFIX = "lh:"
 
@@ -22,6 +26,7 @@ DUPLICATES = PREFIX + "duplicates:recent"  # list: newest duplicate deliveries (
 
 
 def dedupe(endpoint: str, delivery_id: str) -> str:
+    """Set by the ingest script for each stored delivery: a redelivery within the dedupe window is a duplicate."""
     return f"{PREFIX}dedupe:{endpoint}:{delivery_id}"
 
 
@@ -56,6 +61,21 @@ def device_events(device_id: str) -> str:
 
 def lock_state(device_id: str) -> str:
     return f"{PREFIX}lock:{device_id}"
+
+
+def processed(event_key: str) -> str:
+    """Set when an event is applied (kept `defaults.PROCESSED_TTL_S`): the same event again is a duplicate."""
+    return f"{PREFIX}processed:{event_key}"
+
+
+def parked(kind: str, value: str) -> str:
+    """List: events that arrived before a command with this id (kind as in `id_index`) was known."""
+    return f"{PREFIX}parked:{kind}:{value}"
+
+
+def pending_commands(device_id: str, action: str) -> str:
+    """Zset: pending command id -> created ms, per device and action (for id-less lock events)."""
+    return f"{PREFIX}pending:{device_id}:{action}"
 
 NOTIFY_STATS = PREFIX + "stats:notifications"  # hash: "<outcome>" (delivered|failed|retried|skipped) -> count
 NOTIFY_FAILED = PREFIX + "notifications:failed"  # failed notifications, re-sendable from the CLI

@@ -25,9 +25,6 @@ from lockhook.redis_client import int_hash, text
 
 log = logging.getLogger("lockhook.metrics")
 
-LATENCY_BUCKETS_MS = (250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000)
-"""Confirmation latency buckets; the Lua `observe_latency` (lockhook/lua/common.lua) uses the same bounds."""
-
 ACK_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
 """Webhook ack latency buckets: Svix counts only a 2xx within 15 s."""
 
@@ -70,7 +67,7 @@ def latency_histogram(raw: dict[str, int]) -> dict[str, tuple[list[tuple[str, fl
             by_via.setdefault(via, {})[name] = value
     out = {}
     for via, fields in by_via.items():
-        bounds = sorted({*LATENCY_BUCKETS_MS, *(int(f[3:]) for f in fields
+        bounds = sorted({*defaults.LATENCY_BUCKETS_MS, *(int(f[3:]) for f in fields
                                                 if f.startswith("le_") and f[3:].isdigit())})
         running, buckets = 0, []
         for bound in bounds:

@@ -184,7 +184,7 @@ class CommandStore:
             fields.update(resolved_at=created, resolved_by="issuer")
         body = json.dumps({k: str(v) for k, v in fields.items() if v not in (None, "")})
         kind, command_id, _ = self.scripts.register(
-            args=Scripts.args(created, body, idempotency_key or "", defaults.COMMAND_TTL_S))
+            args=Scripts.args(created, body, idempotency_key or ""))
         command_id, is_new = text(command_id), text(kind) == "created"
         command = self.get(command_id)
         if is_new and schedule_expiry and command.status == CommandStatus.PENDING:
@@ -200,7 +200,7 @@ class CommandStore:
         """Record ids learned after registration; events parked under them resolve the command now."""
         ids = {k: v for k, v in (("action_id", action_id), ("action_attempt_id", action_attempt_id),
                                   ("custom_id", custom_id)) if v}
-        self._transition("attach", command_id, json.dumps(ids), defaults.COMMAND_TTL_S)
+        self._transition("attach", command_id, json.dumps(ids))
         return self.get(command_id)
 
     def expire(self, command_id: str) -> str:
@@ -232,14 +232,8 @@ class CommandStore:
     def by_custom_id(self, value: str) -> Command | None:
         return self._by_index("custom_id", value)
 
-    def by_action_id(self, value: str) -> Command | None:
-        return self._by_index("action_id", value)
-
     def by_action_attempt_id(self, value: str) -> Command | None:
         return self._by_index("action_attempt_id", value)
-
-    def by_idempotency_key(self, value: str) -> Command | None:
-        return self._by_index("idempotency_key", value)
 
     def list(self, device_id: str | None = None, status: str | None = None, limit: int = 50) -> list[Command]:
         """Newest first, optionally filtered by device and status."""

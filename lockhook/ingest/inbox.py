@@ -90,8 +90,3 @@ class Inbox:
             if result[-1]:
                 self._schedule_drain()
 
-
-def read_headers(raw: bytes | str) -> dict[str, str]:
-    """Headers as stored in a stream entry."""
-    return json.loads(raw)
-

@@ -1,33 +1,30 @@
--- Shared helpers prepended to every lockhook script. ARGV[1] is the key prefix ("lh:").
-local P = ARGV[1]
-local NOW = ARGV[2]
+-- Shared helpers prepended to every lockhook script (after the generated K / D header). ARGV[1] is now in ms.
+local NOW = ARGV[1]
 
 local function timeline(cid, entry)
-  local key = P .. 'cmd:' .. cid .. ':timeline'
+  local key = K.command_timeline(cid)
   entry['at'] = NOW
   redis.call('RPUSH', key, cjson.encode(entry))
-  redis.call('LTRIM', key, -200, -1)
+  redis.call('LTRIM', key, -D.COMMAND_TIMELINE_CAP, -1)
 end
 
 local function anomaly(entry)
   entry['at'] = NOW
   local line = cjson.encode(entry)
-  redis.call('LPUSH', P .. 'anomalies', line)
-  redis.call('LTRIM', P .. 'anomalies', 0, 999)
+  redis.call('LPUSH', K.ANOMALIES, line)
+  redis.call('LTRIM', K.ANOMALIES, 0, D.RECENT_CAP - 1)
   return entry
 end
 
 -- Confirmation latency (created -> resolved) by via, for /metrics: one non-cumulative bucket + sum + count.
--- Bucket bounds in ms; lockhook/metrics.py LATENCY_BUCKETS_MS must list the same.
-local LATENCY_BUCKETS_MS = {250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000}
 local function observe_latency(via, created)
   if not via or not created then return end
   local ms = math.max(0, tonumber(NOW) - (tonumber(created) or tonumber(NOW)))
   local le = 'inf'
-  for _, b in ipairs(LATENCY_BUCKETS_MS) do
+  for _, b in ipairs(D.LATENCY_BUCKETS_MS) do
     if ms <= b then le = tostring(b) break end
   end
-  local h = P .. 'stats:latency'
+  local h = K.LATENCY_STATS
   redis.call('HINCRBY', h, via .. ':le_' .. le, 1)
   redis.call('HINCRBY', h, via .. ':sum_ms', ms)
   redis.call('HINCRBY', h, via .. ':count', 1)
@@ -36,7 +33,7 @@ end
 -- Move a command out of pending (or out of timed_out, marking it late). Exactly one caller wins.
 -- fields: table of extra hash fields (error_code, performed_via, ...). Returns the outcome type or nil.
 local function resolve(cid, status, fields, resolved_by)
-  local key = P .. 'cmd:' .. cid
+  local key = K.command(cid)
   local cur = redis.call('HMGET', key, 'status', 'device_id', 'action', 'via', 'created_at')
   if not cur[1] then return nil end
   local late = false
@@ -52,20 +49,20 @@ local function resolve(cid, status, fields, resolved_by)
   for name, value in pairs(fields) do
     if value ~= '' then redis.call('HSET', key, name, value) end
   end
-  redis.call('ZREM', P .. 'deadlines', cid)
-  redis.call('ZREM', P .. 'pending:' .. cur[2] .. ':' .. cur[3], cid)
+  redis.call('ZREM', K.DEADLINES, cid)
+  redis.call('ZREM', K.pending_commands(cur[2], cur[3]), cid)
   local outcome = late and 'command.late_result' or ('command.' .. status)
-  redis.call('XADD', P .. 'outbox', '*', 'type', outcome, 'command_id', cid, 'at', NOW)
-  redis.call('HINCRBY', P .. 'stats:commands', late and 'late_result' or status, 1)
+  redis.call('XADD', K.OUTBOX, '*', 'type', outcome, 'command_id', cid, 'at', NOW)
+  redis.call('HINCRBY', K.COMMAND_STATS, late and 'late_result' or status, 1)
   if status == 'succeeded' or status == 'failed' then observe_latency(cur[4], cur[5]) end
-  redis.call('PUBLISH', P .. 'cmd:' .. cid .. ':done', status)
+  redis.call('PUBLISH', K.command_channel(cid), status)
   timeline(cid, {kind = 'resolved', status = status, late = late, by = resolved_by or ''})
   return outcome
 end
 
 -- Apply an action result (a decoded event table) to a command: checks that the action agrees.
 local function apply_result(cid, ev)
-  local action = redis.call('HGET', P .. 'cmd:' .. cid, 'action')
+  local action = redis.call('HGET', K.command(cid), 'action')
   if not action then return nil, nil end
   if ev.action and ev.action ~= action then
     return nil, anomaly({kind = 'contradicting_action', command_id = cid, command_action = action,
@@ -81,7 +78,7 @@ end
 -- Events parked under their ids before the command (or its ids) existed: resolve from them now.
 local function unpark(cid, kind, value)
   if not value or value == '' then return nil end
-  local key = P .. 'parked:' .. kind .. ':' .. value
+  local key = K.parked(kind, value)
   local parked = redis.call('LRANGE', key, 0, -1)
   if #parked == 0 then return nil end
   redis.call('DEL', key)

@@ -1,13 +1,13 @@
 -- Register a command (idempotent on custom_id / Idempotency-Key) and resolve it from parked events.
--- ARGV: prefix, now_ms, command_json (string fields), idempotency_key or "", ttl_s
+-- ARGV: now_ms, command_json (string fields), idempotency_key or ""
 -- Returns {"created"|"existing", command_id, outcome or ""}.
-local c = cjson.decode(ARGV[3])
-local idem = ARGV[4]
-local ttl = ARGV[5]
+local c = cjson.decode(ARGV[2])
+local idem = ARGV[3]
+local ttl = D.COMMAND_TTL_S
 local function existing(kind, value)
   if not value or value == '' then return nil end
-  local v = redis.call('GET', P .. 'idx:' .. kind .. ':' .. value)
-  if v and redis.call('EXISTS', P .. 'cmd:' .. v) == 1 then return v end
+  local v = redis.call('GET', K.id_index(kind, value))
+  if v and redis.call('EXISTS', K.command(v)) == 1 then return v end
   return nil
 end
 local ex = existing('idempotency_key', idem) or existing('custom_id', c.custom_id)
@@ -15,26 +15,26 @@ local ex = existing('idempotency_key', idem) or existing('custom_id', c.custom_i
 if ex then return {'existing', ex, ''} end
 
 local cid = c.command_id
-local key = P .. 'cmd:' .. cid
+local key = K.command(cid)
 for k, v in pairs(c) do redis.call('HSET', key, k, v) end
 redis.call('EXPIRE', key, ttl)
-redis.call('ZADD', P .. 'cmds', c.created_at, cid)
-redis.call('ZADD', P .. 'device:' .. c.device_id .. ':cmds', c.created_at, cid)
-if idem ~= '' then redis.call('SET', P .. 'idx:idempotency_key:' .. idem, cid, 'EX', ttl) end
+redis.call('ZADD', K.COMMANDS, c.created_at, cid)
+redis.call('ZADD', K.device_commands(c.device_id), c.created_at, cid)
+if idem ~= '' then redis.call('SET', K.id_index('idempotency_key', idem), cid, 'EX', ttl) end
 for _, kind in ipairs({'custom_id', 'action_id', 'action_attempt_id'}) do
-  if c[kind] and c[kind] ~= '' then redis.call('SET', P .. 'idx:' .. kind .. ':' .. c[kind], cid, 'EX', ttl) end
+  if c[kind] and c[kind] ~= '' then redis.call('SET', K.id_index(kind, c[kind]), cid, 'EX', ttl) end
 end
 timeline(cid, {kind = 'registered', via = c.via, status = c.status})
 local outcome = ''
 if c.status == 'pending' then
-  redis.call('ZADD', P .. 'deadlines', c.deadline_at, cid)
-  redis.call('ZADD', P .. 'pending:' .. c.device_id .. ':' .. c.action, c.created_at, cid)
+  redis.call('ZADD', K.DEADLINES, c.deadline_at, cid)
+  redis.call('ZADD', K.pending_commands(c.device_id, c.action), c.created_at, cid)
   for _, kind in ipairs({'action_id', 'custom_id', 'action_attempt_id'}) do
     outcome = unpark(cid, kind, c[kind]) or outcome
   end
 else
-  redis.call('XADD', P .. 'outbox', '*', 'type', 'command.' .. c.status, 'command_id', cid, 'at', NOW)
-  redis.call('HINCRBY', P .. 'stats:commands', c.status, 1)
+  redis.call('XADD', K.OUTBOX, '*', 'type', 'command.' .. c.status, 'command_id', cid, 'at', NOW)
+  redis.call('HINCRBY', K.COMMAND_STATS, c.status, 1)
   outcome = 'command.' .. c.status
 end
 return {'created', cid, outcome}

@@ -1,22 +1,22 @@
 -- Command transitions that do not come from an event.
--- ARGV: prefix, now_ms, op, command_id, then per op:
---   attach  ids_json, ttl_s          attach action_id / action_attempt_id / custom_id; resolve from parked
+-- ARGV: now_ms, op, command_id, then per op:
+--   attach  ids_json                 attach action_id / action_attempt_id / custom_id; resolve from parked
 --   expire                           pending past its deadline -> timed_out
 --   reject  error_code, message      pending -> rejected (the issuer refused synchronously)
 --   result  status, error_code, message, resolved_by   pending -> succeeded|failed (e.g. from polling)
 --   discard                          forget a pending command that was never issued (network failure)
-local op, cid = ARGV[3], ARGV[4]
-local key = P .. 'cmd:' .. cid
+local op, cid = ARGV[2], ARGV[3]
+local key = K.command(cid)
 local cur = redis.call('HMGET', key, 'status', 'deadline_at', 'device_id', 'action')
 if not cur[1] then return {'missing', ''} end
 if op == 'attach' then
-  local ids = cjson.decode(ARGV[5])
+  local ids = cjson.decode(ARGV[4])
   local outcome = ''
   for _, kind in ipairs({'action_id', 'custom_id', 'action_attempt_id'}) do
     local value = ids[kind]
     if value and value ~= '' then
       redis.call('HSET', key, kind, value)
-      redis.call('SET', P .. 'idx:' .. kind .. ':' .. value, cid, 'EX', ARGV[6])
+      redis.call('SET', K.id_index(kind, value), cid, 'EX', D.COMMAND_TTL_S)
       timeline(cid, {kind = 'ids_attached', id_kind = kind, value = value})
     end
   end
@@ -30,23 +30,23 @@ elseif op == 'expire' then
   end
   return {'noop', ''}
 elseif op == 'reject' then
-  return {'ok', resolve(cid, 'rejected', {error_code = ARGV[5], error_message = ARGV[6]}, 'issuer') or ''}
+  return {'ok', resolve(cid, 'rejected', {error_code = ARGV[4], error_message = ARGV[5]}, 'issuer') or ''}
 elseif op == 'result' then
-  timeline(cid, {kind = 'polled', status = ARGV[5]})
-  return {'ok', resolve(cid, ARGV[5], {error_code = ARGV[6], error_message = ARGV[7]}, ARGV[8]) or ''}
+  timeline(cid, {kind = 'polled', status = ARGV[4]})
+  return {'ok', resolve(cid, ARGV[4], {error_code = ARGV[5], error_message = ARGV[6]}, ARGV[7]) or ''}
 elseif op == 'discard' then
   if cur[1] ~= 'pending' then return {'noop', ''} end
   for _, kind in ipairs({'custom_id', 'action_id', 'action_attempt_id'}) do
     local value = redis.call('HGET', key, kind)
-    if value and redis.call('GET', P .. 'idx:' .. kind .. ':' .. value) == cid then
-      redis.call('DEL', P .. 'idx:' .. kind .. ':' .. value)
+    if value and redis.call('GET', K.id_index(kind, value)) == cid then
+      redis.call('DEL', K.id_index(kind, value))
     end
   end
-  redis.call('DEL', key, key .. ':timeline')
-  redis.call('ZREM', P .. 'deadlines', cid)
-  redis.call('ZREM', P .. 'cmds', cid)
-  redis.call('ZREM', P .. 'device:' .. cur[3] .. ':cmds', cid)
-  redis.call('ZREM', P .. 'pending:' .. cur[3] .. ':' .. cur[4], cid)
+  redis.call('DEL', key, K.command_timeline(cid))
+  redis.call('ZREM', K.DEADLINES, cid)
+  redis.call('ZREM', K.COMMANDS, cid)
+  redis.call('ZREM', K.device_commands(cur[3]), cid)
+  redis.call('ZREM', K.pending_commands(cur[3], cur[4]), cid)
   return {'ok', ''}
 end
 return redis.error_reply('unknown op')

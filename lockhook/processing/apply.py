@@ -6,15 +6,14 @@ import json
 import logging
 import time
 
-from lockhook import defaults
-from lockhook.processing.events import normalize, parse_event
+from lockhook.processing.events import NormalizedEvent, normalize, parse_event
 from lockhook.redis_client import text_hash
 from lockhook.scripts import Scripts
 
 log = logging.getLogger("lockhook.processing")
 
 
-def prepare(fields: dict) -> tuple[dict | None, str | None]:
+def prepare(fields: dict) -> tuple[NormalizedEvent | None, str | None]:
     """The normalized event for one inbox entry, or (None, reason) when it cannot be an event."""
     f = text_hash(fields)
     received = int(f.get("received_at") or time.time() * 1000)
@@ -25,11 +24,7 @@ def prepare(fields: dict) -> tuple[dict | None, str | None]:
     if not isinstance(data, dict) or not isinstance(data.get("event_type"), str):
         return None, "no event_type"
     event, problem = parse_event(data)
-    n = normalize(event, f.get("endpoint", "seam"), f.get("delivery_id", ""), received)
-    n["summary"]["delivery_id"] = f.get("delivery_id")
-    if problem:
-        n["summary"]["problem"] = problem
-    return n, problem
+    return normalize(event, f.get("endpoint", "seam"), f.get("delivery_id", ""), received, problem), problem
 
 
 def apply_entries(client, entries: list[tuple[bytes, dict]]) -> list[bytes]:
@@ -38,11 +33,11 @@ def apply_entries(client, entries: list[tuple[bytes, dict]]) -> list[bytes]:
     pipe = client.pipeline(transaction=False)
     now = int(time.time() * 1000)
     done: list[bytes] = []
-    applied: list[tuple[bytes, dict]] = []
+    applied: list[tuple[bytes, NormalizedEvent]] = []
     for stream_id, fields in entries:
         try:
             n, problem = prepare(fields)
-            payload = json.dumps(n, allow_nan=False) if n is not None else ""  # Lua's cjson rejects NaN/Inf
+            payload = n.payload() if n is not None else ""
         except Exception as exc:  # one malformed entry must not block its batch forever (it stays in the stream)
             n, problem = None, f"cannot be prepared ({type(exc).__name__})"
         if n is None:
@@ -50,25 +45,23 @@ def apply_entries(client, entries: list[tuple[bytes, dict]]) -> list[bytes]:
             done.append(stream_id)
             continue
         if problem:
-            log.warning("event kept as generic: %s", problem, extra={"event_id": n["key"], "event_type": n["type"]})
-        scripts.apply_event(args=Scripts.args(now, payload, defaults.PROCESSED_TTL_S, defaults.PARK_TTL_S,
-                                              defaults.CORRELATION_WINDOW_S * 1000,
-                                              defaults.DEVICE_EVENT_LOG_CAP), client=pipe)
+            log.warning("event kept as generic: %s", problem, extra={"event_id": n.key, "event_type": n.type})
+        scripts.apply_event(args=Scripts.args(now, payload), client=pipe)
         applied.append((stream_id, n))
     if applied:
         results = pipe.execute(raise_on_error=False)
         for (stream_id, n), result in zip(applied, results, strict=True):
             if isinstance(result, Exception):
-                log.error("event failed to apply: %s", result, extra={"event_id": n["key"]})
+                log.error("event failed to apply: %s", result, extra={"event_id": n.key})
                 continue
             done.append(stream_id)
             _log_result(n, json.loads(result))
     return done
 
 
-def _log_result(n: dict, result: dict) -> None:
-    extra = {"event_id": n["key"], "event_type": n["type"], "device_id": n.get("device_id"),
-             "delivery_id": n["summary"].get("delivery_id"), "command_id": result.get("command_id"),
+def _log_result(n: NormalizedEvent, result: dict) -> None:
+    extra = {"event_id": n.key, "event_type": n.type, "device_id": n.device_id,
+             "delivery_id": n.summary.delivery_id, "command_id": result.get("command_id"),
              "outcome": result.get("outcome")}
     if result.get("status") == "duplicate":
         log.info("event already processed", extra=extra)

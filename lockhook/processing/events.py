@@ -143,24 +143,79 @@ def _text(event: BaseEvent, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def normalize(event: BaseEvent, endpoint: str, delivery_id: str, received_ms: int) -> dict:
-    """The flat form the `apply_event` script works on (absent values omitted)."""
-    occurred = _ms(event.occurred_at) or _ms(getattr(event, "timestamp", None)) or _ms(event.created_at)
-    n: dict[str, Any] = {
-        "key": event_key(event, endpoint, delivery_id),
-        "type": event.event_type,
-        "device_id": event.device_id,
-        "occurred": str(occurred or received_ms),
-    }
+class EventSummary(BaseModel):
+    """What the event logs (per device and recent) show of an event; the script adds command_id, lock, parked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: str
+    event_type: str
+    device_id: str | None = None
+    occurred_at: str
+    received_at: str
+    delivery_id: str | None = None
+    endpoint: str
+    method: str | None = None
+    performed_via: str | None = None
+    status: str | None = None
+    error_code: str | None = None
+    problem: str | None = None
+    """Why a known event type was kept as a generic event (its fields were invalid)."""
+
+
+class NormalizedEvent(BaseModel):
+    """The flat form the `apply_event` script works on, sent as JSON with absent values omitted.
+
+    Events that arrive before their command are stored in this form (parked) and applied when the command
+    registers, so the fields `common.lua`'s `apply_result` reads keep their names across versions.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    """Idempotency key (`event_key`): the event is applied once per key."""
+    type: str
+    """The event_type."""
+    device_id: str | None = None
+    occurred: str
+    """When it happened, epoch ms (when the event says, else when it was received)."""
+    is_action_result: bool = False
+    """The outcome of a lock/unlock action: it may resolve a pending command."""
+    match_by_device_window: bool = False
+    """An id-less lock event from a possibly remote method: it resolves the oldest pending command with the
+    same device and action created inside the correlation window (rule 4)."""
+    success: bool | None = None
+    action: Literal["lock", "unlock"] | None = None
+    lock_state: Literal["locked", "unlocked"] | None = None
+    method: str | None = None
+    performed_via: str | None = None
+    action_id: str | None = None
+    custom_id: str | None = None
+    action_attempt_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    summary: EventSummary
+
+    def payload(self) -> str:
+        """The JSON handed to the script."""
+        return self.model_dump_json(exclude_none=True)
+
+
+def normalize(event: BaseEvent, endpoint: str, delivery_id: str, received_ms: int,
+              problem: str | None = None) -> NormalizedEvent:
+    """The form the `apply_event` script works on; `problem` says why a known type fell back to generic."""
+    occurred = str(_ms(event.occurred_at) or _ms(getattr(event, "timestamp", None)) or _ms(event.created_at)
+                   or received_ms)
+    n: dict[str, Any] = {}
     if isinstance(event, LockLocked | LockUnlocked):
         action = "lock" if isinstance(event, LockLocked) else "unlock"
-        n.update(result=True, success=True, action=action, lock_state=action + "ed", method=event.method,
+        n.update(is_action_result=True, success=True, action=action, lock_state=action + "ed", method=event.method,
                  action_attempt_id=event.action_attempt_id,
-                 rule4=(not event.action_attempt_id) and event.method in REMOTE_METHODS)
+                 match_by_device_window=(not event.action_attempt_id) and event.method in REMOTE_METHODS)
     elif isinstance(event, ActionAttemptEvent):
         succeeded = event.event_type.endswith(".succeeded")
         error = event.error or {}
-        n.update(result=True, success=succeeded, action_attempt_id=event.action_attempt_id,
+        n.update(is_action_result=True, success=succeeded, action_attempt_id=event.action_attempt_id,
                  action="lock" if ".lock_door." in event.event_type else "unlock")
         if not succeeded:
             n.update(error_code=str(error.get("type") or "action_attempt_failed"),
@@ -168,19 +223,17 @@ def normalize(event: BaseEvent, endpoint: str, delivery_id: str, received_ms: in
     elif isinstance(event, LockActionCompleted):
         success = event.status.lower() in ("success", "succeeded")
         action = event.action if event.action in ("lock", "unlock") else None
-        n.update(result=True, success=success, action=action, action_id=event.action_id,
+        n.update(is_action_result=True, success=success, action=action, action_id=event.action_id,
                  custom_id=event.custom_id, performed_via=event.performed_via)
         if success and action:
             n["lock_state"] = action + "ed"
         if not success:
             n.update(error_code=event.error_code or "unknown_error", error_message=event.message)
-    n["summary"] = {
-        k: v for k, v in {
-            "event": n["key"], "event_type": event.event_type, "device_id": event.device_id,
-            "occurred_at": n["occurred"], "received_at": str(received_ms), "delivery_id": delivery_id,
-            "endpoint": endpoint, "method": _text(event, "method"), "performed_via": _text(event, "performed_via"),
-            "status": _text(event, "status"),
-            "error_code": n.get("error_code"),
-        }.items() if v is not None
-    }
-    return {k: v for k, v in n.items() if v is not None}
+    key = event_key(event, endpoint, delivery_id)
+    summary = EventSummary(
+        event=key, event_type=event.event_type, device_id=event.device_id, occurred_at=occurred,
+        received_at=str(received_ms), delivery_id=delivery_id or None, endpoint=endpoint,
+        method=_text(event, "method"), performed_via=_text(event, "performed_via"), status=_text(event, "status"),
+        error_code=n.get("error_code"), problem=problem)
+    return NormalizedEvent(key=key, type=event.event_type, device_id=event.device_id, occurred=occurred,
+                           summary=summary, **n)

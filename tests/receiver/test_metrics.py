@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lockhook import keys
 from lockhook.commands.store import CommandStore
-from lockhook.metrics import LATENCY_BUCKETS_MS, latency_histogram
+from lockhook.defaults import LATENCY_BUCKETS_MS
+from lockhook.metrics import latency_histogram
 from lockhook.scripts import source
 from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, SECRET, signed, wait_for
 from workers.drain import drain
