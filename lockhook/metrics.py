@@ -68,7 +68,7 @@ def latency_histogram(raw: dict[str, int]) -> dict[str, tuple[list[tuple[str, fl
     out = {}
     for via, fields in by_via.items():
         bounds = sorted({*defaults.LATENCY_BUCKETS_MS, *(int(f[3:]) for f in fields
-                                                if f.startswith("le_") and f[3:].isdigit())})
+                                                         if f.startswith("le_") and f[3:].isdigit())})
         running, buckets = 0, []
         for bound in bounds:
             running += fields.get(f"le_{bound}", 0)

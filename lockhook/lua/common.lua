@@ -1,4 +1,4 @@
--- Shared helpers prepended to every lockhook script (after the generated K / D header). ARGV[1] is now in ms.
+-- Shared helpers prepended to every lockhook script (after the generated K / D header). ARGV[1]: the time in ms.
 local NOW = ARGV[1]
 
 local function timeline(cid, entry)
