@@ -16,7 +16,6 @@ DISPATCH = f"{JOBS_MODULE}.dispatch_outcomes"
 EXPIRE = f"{JOBS_MODULE}.expire_command"
 POLL_SEAM = f"{JOBS_MODULE}.poll_seam_command"
 SEND_NOTIFICATION = f"{JOBS_MODULE}.send_notification"
-ALL = (DRAIN, DISPATCH, EXPIRE, POLL_SEAM, SEND_NOTIFICATION)
 
 
 def events_queue(connection) -> Queue:
