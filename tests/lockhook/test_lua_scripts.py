@@ -35,7 +35,16 @@ def _key_constants() -> dict[str, str]:
 
 
 def _key_functions() -> dict:
-    return {name: fn for name, fn in vars(keys).items() if inspect.isfunction(fn) and fn.__module__ == keys.__name__}
+    """keys.py functions that spell a key from their arguments (the kind a script can use)."""
+    out = {}
+    for name, fn in vars(keys).items():
+        if inspect.isfunction(fn) and fn.__module__ == keys.__name__:
+            try:
+                key_parts(fn)
+            except (ValueError, TypeError):
+                continue
+            out[name] = fn
+    return out
 
 
 def _fragments() -> set[str]:
