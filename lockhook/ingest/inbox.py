@@ -37,7 +37,7 @@ def retention_min_id(now_ms: int, retention_s: int) -> str:
 
 
 def ingest_argv(deliveries: list[Delivery], dedupe_ttl_s: int, now_ms: int) -> list:
-    """ARGV of the `ingest` script for a batch (after Scripts.args' prefix and clock)."""
+    """ARGV of the `ingest` script for a batch (after the clock Scripts.args puts first)."""
     argv: list = [dedupe_ttl_s, retention_min_id(now_ms, dedupe_ttl_s), len(deliveries)]
     for d in deliveries:
         argv += [d.endpoint, d.delivery_id, "quarantine" if d.quarantine else "event",
