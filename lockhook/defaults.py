@@ -15,6 +15,21 @@ RETRY_AFTER_S = 5
 INBOX_BATCH_MAX = 256
 """Most deliveries written by one inbox script call (concurrent requests share a call)."""
 
+EVENT_FUTURE_TOLERANCE_S = 24 * 3600
+"""An event timestamp further ahead than this is invalid (clocks drift; a year-10000 date is a bug)."""
+
+CORRELATION_CANDIDATES = 10
+"""Rule 4 looks at most this many pending commands in the window for one its sender may confirm."""
+
+DEVICE_RETENTION_S = 90 * 24 * 3600
+"""Default of DEVICE_RETENTION_DAYS: a silent device's lock state and event log expire after this."""
+
+INBOX_MAX_FAILURES = 5
+"""An inbox entry whose processing fails this many times moves to the dead-letter stream: the inbox drains."""
+
+INBOX_FAILURES_TTL_S = 24 * 3600
+"""Failure counts of inbox entries are forgotten after this (the entries themselves have moved on by then)."""
+
 DRAIN_BATCH = 200
 """Inbox entries a drain job reads per XREADGROUP."""
 
@@ -59,6 +74,9 @@ LATENCY_BUCKETS_MS = (250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 3
 
 COMMAND_TTL_S = 30 * 24 * 3600
 """A resolved command is kept this long."""
+
+COMMAND_TTL_MS = COMMAND_TTL_S * 1000
+"""The same in ms (the unit of command creation times in the per-device index)."""
 
 DEFAULT_COMMAND_TIMEOUT_S = 60
 """A command with no `timeout_s` times out after this."""

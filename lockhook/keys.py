@@ -9,6 +9,8 @@ PREFIX = "lh:"
 INBOX = PREFIX + "inbox"                # stream of accepted deliveries (raw headers + body)
 INBOX_GROUP = "workers"                 # consumer group of the drain jobs
 QUARANTINE = PREFIX + "quarantine"      # stream of verified deliveries that are not events
+INBOX_DEAD = PREFIX + "inbox:dead"      # stream: inbox entries that failed INBOX_MAX_FAILURES times (re-processable)
+INBOX_FAILURES = PREFIX + "inbox:failures"  # hash: inbox stream id -> failed attempts so far
 DRAIN_FLAG = PREFIX + "drain:scheduled"  # set while a drain job is queued or running
 DISPATCH_FLAG = PREFIX + "dispatch:scheduled"  # set while an outbox dispatch job is queued or running
 MAINTENANCE_FLAG = PREFIX + "maintenance:scheduled"  # refreshed by each worker's maintenance thread: a worker is up
@@ -63,9 +65,13 @@ def lock_state(device_id: str) -> str:
     return f"{PREFIX}lock:{device_id}"
 
 
-def processed(event_key: str) -> str:
-    """Set when an event is applied (kept `defaults.PROCESSED_TTL_S`): the same event again is a duplicate."""
-    return f"{PREFIX}processed:{event_key}"
+def processed(endpoint: str, event_key: str) -> str:
+    """Set when an event is applied (kept `defaults.PROCESSED_TTL_S`): the same event again is a duplicate.
+
+    Per endpoint: one sender's event ids never make another's duplicates. The value is a digest of the body,
+    so the same id with another body is told apart (an `event_id_conflict` anomaly).
+    """
+    return f"{PREFIX}processed:{endpoint}:{event_key}"
 
 
 def parked(kind: str, value: str) -> str:

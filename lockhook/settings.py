@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(65_536, ge=4096)  # a request head (request line + headers) larger than this: 431
     header_read_timeout_s: float = Field(20.0, gt=0, le=60)  # a head not complete this long after it began: closed
     dedupe_ttl_seconds: int = Field(7 * 24 * 3600, gt=0)
+    device_retention_days: float = Field(90, gt=0)  # a silent device's lock state and event log expire after this
     inbox_retention_s: int = Field(24 * 3600, gt=0)  # processed raw bodies are kept this long (reprocess's reach)
 
     lockhook_api_token: SecretStr | None = None
@@ -76,6 +77,10 @@ class Settings(BaseSettings):
                 "SEAM_WEBHOOK_SECRET is not set (nor DEVICE_CLOUD_WEBHOOK_SECRET): "
                 "refusing to accept unverifiable webhooks"
             )
+
+    @property
+    def device_retention_s(self) -> int:
+        return int(self.device_retention_days * 86400)
 
     @property
     def api_token(self) -> str | None:

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from lockhook import defaults
 from lockhook.errors import EndpointDisabled, LockhookError, StorageUnavailable
+from lockhook.ingest.bodies import is_event_body
 from lockhook.ingest.inbox import Delivery
 from lockhook.ingest.signatures import check_unambiguous, verify
 from lockhook.logs import LineBatcher
@@ -28,15 +29,6 @@ lines = LineBatcher("lockhook.deliveries")  # one line per delivery: accepted on
 ENDPOINTS = ("seam", "device-cloud")
 _KEPT_HEADERS = (b"svix-", b"webhook-", b"content-type", b"user-agent")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-def is_event(body: bytes) -> bool:
-    """A processable delivery is a JSON object with a string `event_type`; anything else is quarantined."""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return False
-    return isinstance(data, dict) and isinstance(data.get("event_type"), str)
 
 
 def _json(content: dict) -> bytes:
@@ -101,7 +93,7 @@ class WebhookEndpoint:
         delivery_id = verify(secrets, headers, body)
         kept = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw_headers
                 if name.startswith(_KEPT_HEADERS)}
-        delivery = Delivery(self.endpoint, delivery_id, kept, body, quarantine=not is_event(body))
+        delivery = Delivery(self.endpoint, delivery_id, kept, body, quarantine=not is_event_body(body))
         if not await state.inbox.put(delivery):
             return "duplicate", delivery_id
         if state.recorder is not None:

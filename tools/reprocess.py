@@ -69,10 +69,10 @@ def reprocess(client, since_ms: int, until_ms: int | None = None, endpoint: str 
             if event is None:
                 report.skipped += 1
                 continue
-            chosen.append((stream_id, fields, event.key))
+            chosen.append((stream_id, fields, keys.processed(event.endpoint, event.key)))
         report.read += len(entries)
         if chosen:
-            client.delete(*{keys.processed(key) for _, _, key in chosen})
+            client.delete(*{mark for _, _, mark in chosen})
             done = apply_entries(client, [(sid, f) for sid, f, _ in chosen])
             report.applied += len(done)
         last = _text(entries[-1][0])

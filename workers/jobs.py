@@ -15,7 +15,7 @@ def drain_inbox() -> int:
     """Queued by the receiver when the inbox had no drain scheduled."""
     from workers.drain import drain
 
-    return drain(_connection())
+    return drain(_connection(), device_retention_s=get_settings().device_retention_s)
 
 
 def dispatch_outcomes() -> int:

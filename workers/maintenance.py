@@ -20,10 +20,12 @@ STALE_DRAIN_S = 10
 """A drain flag whose TTL was not refreshed for this long, while entries wait, belongs to a dead drain."""
 
 
-def maintain(client, inbox_retention_s: int | None = None) -> dict:
+def maintain(client, inbox_retention_s: int | None = None,
+             device_retention_s: int = defaults.DEVICE_RETENTION_S) -> dict:
     """One round of housekeeping; safe to run concurrently and repeatedly."""
     consumer = consumer_name()
-    report = {"reclaimed": reclaim_inbox(client), "expired": sweep(client)}
+    report = {"reclaimed": reclaim_inbox(client, device_retention_s), "expired": sweep(client)}
+    report["forgotten"] = forget_expired(client, device_retention_s)
     if inbox_retention_s is not None:  # raw bodies of processed deliveries, once past reprocess's reach
         cutoff = int(time.time() * 1000) - inbox_retention_s * 1000
         report["trimmed"] = trim_finished(client, keys.INBOX, keys.INBOX_GROUP, cutoff)
@@ -36,6 +38,15 @@ def maintain(client, inbox_retention_s: int | None = None) -> dict:
     report["drain"] = _restart_stranded_drain(client)
     report["notifications"] = resume_overdue(client)  # attempts whose job was lost (worker killed mid-send)
     return report
+
+
+def forget_expired(client, device_retention_s: int) -> int:
+    """Trim the indexes whose members expire on their own: commands past COMMAND_TTL_S, silent devices."""
+    now = int(time.time() * 1000)
+    pipe = client.pipeline(transaction=False)
+    pipe.zremrangebyscore(keys.COMMANDS, "-inf", now - defaults.COMMAND_TTL_S * 1000)
+    pipe.zremrangebyscore(keys.DEVICES, "-inf", now - device_retention_s * 1000)
+    return sum(pipe.execute())
 
 
 def _restart_stranded_drain(client) -> str:
@@ -76,7 +87,7 @@ def run_in_thread(settings, stop: threading.Event) -> threading.Thread:
         while not stop.wait(defaults.MAINTENANCE_INTERVAL_S):
             try:
                 mark_alive(client)
-                maintain(client, settings.inbox_retention_s)
+                maintain(client, settings.inbox_retention_s, settings.device_retention_s)
                 maybe_reconcile(client, settings)
             except Exception as exc:  # Redis down or a bad entry: next round
                 log.warning("maintenance round failed: %s", type(exc).__name__)

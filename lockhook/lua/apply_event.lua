@@ -1,11 +1,22 @@
 -- Process one parsed event exactly once: event log, lock state, correlation, resolution, outbox.
--- ARGV: now_ms, event_json (a lockhook.processing.events.NormalizedEvent)
+-- ARGV: now_ms, event_json (a lockhook.processing.events.NormalizedEvent), device_retention_s
 local ev = cjson.decode(ARGV[2])
-if not redis.call('SET', K.processed(ev.key), '1', 'NX', 'EX', D.PROCESSED_TTL_S) then
+local device_ttl = tonumber(ARGV[3]) or D.DEVICE_RETENTION_S
+local mark = K.processed(ev.endpoint, ev.key)
+if not redis.call('SET', mark, ev.digest or '1', 'NX', 'EX', D.PROCESSED_TTL_S) then
+  local seen = redis.call('GET', mark)
+  if ev.digest and seen and seen ~= '1' and seen ~= ev.digest then  -- same id, another body: say so
+    local anom = anomaly({kind = 'event_id_conflict', event = ev.key, event_type = ev.type, endpoint = ev.endpoint})
+    return cjson.encode({status = 'duplicate', anomaly = anom})
+  end
   return cjson.encode({status = 'duplicate'})
 end
 local result = {status = 'applied'}
-redis.call('HINCRBY', K.EVENT_STATS, ev.type, 1)
+redis.call('HINCRBY', K.EVENT_STATS, ev.stats_type or ev.type, 1)
+if ev.summary.problem then  -- kept and counted, never applied: say why
+  result.anomaly = anomaly({kind = 'invalid_event', event = ev.key, event_type = ev.type,
+                            problem = ev.summary.problem})
+end
 
 -- correlation, first match wins (the four rules in the README's "How it works")
 local cid = nil
@@ -15,15 +26,20 @@ if ev.is_action_result then
     local v = redis.call('GET', K.id_index(kind, value))
     if v then cid = v end
   end
-  lookup('action_id', ev.action_id)
-  lookup('custom_id', ev.custom_id)
-  lookup('action_attempt_id', ev.action_attempt_id)
-  if not cid and ev.match_by_device_window and ev.device_id and ev.action then
+  -- each sender confirms by its own ids only: Seam by action attempt, a device cloud by action / custom id
+  for _, kind in ipairs(sender_id_kinds(ev.endpoint)) do lookup(kind, ev[kind]) end
+  if not cid and ev.match_by_device_window and ev.device_id and ev.action and ev.endpoint ~= 'device-cloud' then
     local at = tonumber(ev.occurred)
-    local hit = redis.call('ZRANGEBYSCORE', K.pending_commands(ev.device_id, ev.action),
-                           string.format('%.0f', at - D.CORRELATION_WINDOW_MS),
-                           string.format('%.0f', at + D.CORRELATION_CLOCK_SKEW_MS), 'LIMIT', 0, 1)
-    cid = hit[1]
+    local hits = redis.call('ZRANGEBYSCORE', K.pending_commands(ev.device_id, ev.action),
+                            string.format('%.0f', at - D.CORRELATION_WINDOW_MS),
+                            string.format('%.0f', at + D.CORRELATION_CLOCK_SKEW_MS), 'LIMIT', 0,
+                            D.CORRELATION_CANDIDATES)
+    for _, candidate in ipairs(hits) do
+      if sender_may_resolve(ev.endpoint, redis.call('HGET', K.command(candidate), 'via')) then
+        cid = candidate
+        break
+      end
+    end
   end
 end
 
@@ -35,7 +51,7 @@ if cid then
   result.outcome = outcome
   result.anomaly = anom
 elseif ev.is_action_result and (ev.action_id or ev.custom_id or ev.action_attempt_id) then
-  for _, kind in ipairs({'action_id', 'custom_id', 'action_attempt_id'}) do
+  for _, kind in ipairs(sender_id_kinds(ev.endpoint)) do
     if ev[kind] then
       local key = K.parked(kind, ev[kind])
       redis.call('RPUSH', key, ARGV[2])
@@ -75,10 +91,12 @@ summary.command_id = cid
 summary.lock = result.lock
 summary.parked = result.parked
 local line = cjson.encode(summary)
-if device then
+if device then  -- a device's keys live DEVICE_RETENTION_DAYS past its last event (the index is trimmed so)
   local log = K.device_events(device)
   redis.call('LPUSH', log, line)
   redis.call('LTRIM', log, 0, D.DEVICE_EVENT_LOG_CAP - 1)
+  redis.call('EXPIRE', log, device_ttl)
+  if redis.call('EXISTS', K.lock_state(device)) == 1 then redis.call('EXPIRE', K.lock_state(device), device_ttl) end
   redis.call('ZADD', K.DEVICES, NOW, device)
 end
 redis.call('LPUSH', K.RECENT_EVENTS, line)

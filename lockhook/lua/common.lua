@@ -6,6 +6,7 @@ local function timeline(cid, entry)
   entry['at'] = NOW
   redis.call('RPUSH', key, cjson.encode(entry))
   redis.call('LTRIM', key, -D.COMMAND_TIMELINE_CAP, -1)
+  redis.call('EXPIRE', key, D.COMMAND_TTL_S)  -- a timeline goes with its command
 end
 
 local function anomaly(entry)
@@ -60,10 +61,29 @@ local function resolve(cid, status, fields, resolved_by)
   return outcome
 end
 
+-- Which ids of an event its sender may confirm a command by (events parked before this rule: all).
+local function sender_id_kinds(endpoint)
+  if endpoint == 'seam' then return {'action_attempt_id'} end
+  if endpoint == 'device-cloud' then return {'action_id', 'custom_id'} end
+  return {'action_id', 'custom_id', 'action_attempt_id'}
+end
+
+-- A command issued through one sender is never confirmed by another's event (external ones by either).
+local function sender_may_resolve(endpoint, via)
+  if endpoint == 'seam' then return via ~= 'device_cloud' end
+  if endpoint == 'device-cloud' then return via ~= 'seam' end
+  return true
+end
+
 -- Apply an action result (a decoded event table) to a command: checks that the action agrees.
 local function apply_result(cid, ev)
-  local action = redis.call('HGET', K.command(cid), 'action')
+  local cmd = redis.call('HMGET', K.command(cid), 'action', 'via')
+  local action = cmd[1]
   if not action then return nil, nil end
+  if not sender_may_resolve(ev.endpoint, cmd[2]) then
+    return nil, anomaly({kind = 'sender_mismatch', command_id = cid, command_via = cmd[2],
+                         event_endpoint = ev.endpoint, event = ev.key, event_type = ev.type})
+  end
   if ev.action and ev.action ~= action then
     return nil, anomaly({kind = 'contradicting_action', command_id = cid, command_action = action,
                          event_action = ev.action, event = ev.key, event_type = ev.type})

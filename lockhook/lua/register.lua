@@ -20,6 +20,9 @@ for k, v in pairs(c) do redis.call('HSET', key, k, v) end
 redis.call('EXPIRE', key, ttl)
 redis.call('ZADD', K.COMMANDS, c.created_at, cid)
 redis.call('ZADD', K.device_commands(c.device_id), c.created_at, cid)
+-- the device's index lives as long as its newest command and drops the ones that expired
+redis.call('ZREMRANGEBYSCORE', K.device_commands(c.device_id), '-inf', tonumber(NOW) - D.COMMAND_TTL_MS)
+redis.call('EXPIRE', K.device_commands(c.device_id), D.COMMAND_TTL_S)
 if idem ~= '' then redis.call('SET', K.id_index('idempotency_key', idem), cid, 'EX', ttl) end
 for _, kind in ipairs({'custom_id', 'action_id', 'action_attempt_id'}) do
   if c[kind] and c[kind] ~= '' then redis.call('SET', K.id_index(kind, c[kind]), cid, 'EX', ttl) end

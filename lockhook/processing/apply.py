@@ -2,61 +2,102 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 
+from lockhook import defaults, keys
+from lockhook.ingest.bodies import parse_event_body
+from lockhook.ingest.reconcile import SOURCE_HEADER
 from lockhook.processing.events import NormalizedEvent, normalize, parse_event
 from lockhook.redis_client import text_hash
 from lockhook.scripts import Scripts
 
 log = logging.getLogger("lockhook.processing")
 
+RECONCILE_MARK = f'"{SOURCE_HEADER}":"reconcile"'
+"""How a reconciled delivery's stored headers (compact JSON) say so."""
+
 
 def prepare(fields: dict) -> tuple[NormalizedEvent | None, str | None]:
     """The normalized event for one inbox entry, or (None, reason) when it cannot be an event."""
     f = text_hash(fields)
     received = int(f.get("received_at") or time.time() * 1000)
-    try:
-        data = json.loads(f["body"])
-    except (ValueError, RecursionError, KeyError):
-        return None, "body is not JSON"
-    if not isinstance(data, dict) or not isinstance(data.get("event_type"), str):
-        return None, "no event_type"
+    raw = fields.get(b"body", fields.get("body"))
+    body = raw.encode() if isinstance(raw, str) else raw
+    data = parse_event_body(body) if body is not None else None
+    if data is None:
+        return None, "not an event (not a JSON object with a string event_type)"
     event, problem = parse_event(data)
-    return normalize(event, f.get("endpoint", "seam"), f.get("delivery_id", ""), received, problem), problem
+    # a reconciled event is Seam's JSON re-serialised: its bytes differ from the webhook's, its content not
+    digest = None if RECONCILE_MARK in f.get("headers", "") else hashlib.sha256(body).hexdigest()[:24]
+    n = normalize(event, f.get("endpoint", "seam"), f.get("delivery_id", ""), received, problem, digest)
+    return n, problem
 
 
-def apply_entries(client, entries: list[tuple[bytes, dict]]) -> list[bytes]:
-    """Apply a batch of inbox entries in one pipeline; returns the stream ids that are finished."""
+def apply_entries(client, entries: list[tuple[bytes, dict]],
+                  device_retention_s: int = defaults.DEVICE_RETENTION_S) -> list[bytes]:
+    """Apply a batch of inbox entries in one pipeline; returns the stream ids that are finished.
+
+    An entry that is not an event goes to the quarantine stream; one that cannot be prepared, or whose
+    script fails INBOX_MAX_FAILURES times, goes to the dead-letter stream. Either way it is finished:
+    one bad entry never holds the inbox.
+    """
     scripts = Scripts(client)
     pipe = client.pipeline(transaction=False)
     now = int(time.time() * 1000)
     done: list[bytes] = []
-    applied: list[tuple[bytes, NormalizedEvent]] = []
+    applied: list[tuple[bytes, dict, NormalizedEvent]] = []
     for stream_id, fields in entries:
         try:
             n, problem = prepare(fields)
             payload = n.payload() if n is not None else ""
-        except Exception as exc:  # one malformed entry must not block its batch forever (it stays in the stream)
-            n, problem = None, f"cannot be prepared ({type(exc).__name__})"
+        except Exception as exc:  # a bug or an input nobody foresaw: kept, listed, re-processable
+            dead_letter(client, stream_id, fields, f"cannot be prepared ({type(exc).__name__})")
+            done.append(stream_id)
+            continue
         if n is None:
-            log.warning("inbox entry skipped: %s", problem, extra={"delivery_id": text_hash(fields).get("delivery_id")})
+            log.warning("inbox entry quarantined: %s", problem,
+                        extra={"delivery_id": text_hash(fields).get("delivery_id")})
+            client.xadd(keys.QUARANTINE, {**fields, b"reason": problem})
             done.append(stream_id)
             continue
         if problem:
             log.warning("event kept as generic: %s", problem, extra={"event_id": n.key, "event_type": n.type})
-        scripts.apply_event(args=Scripts.args(now, payload), client=pipe)
-        applied.append((stream_id, n))
+        scripts.apply_event(args=Scripts.args(now, payload, device_retention_s), client=pipe)
+        applied.append((stream_id, fields, n))
     if applied:
         results = pipe.execute(raise_on_error=False)
-        for (stream_id, n), result in zip(applied, results, strict=True):
+        for (stream_id, fields, n), result in zip(applied, results, strict=True):
             if isinstance(result, Exception):
-                log.error("event failed to apply: %s", result, extra={"event_id": n.key})
-                continue
+                log.error("event failed to apply: %s", type(result).__name__, extra={"event_id": n.key})
+                if _count_failure(client, stream_id) >= defaults.INBOX_MAX_FAILURES:
+                    dead_letter(client, stream_id, fields, f"failed {defaults.INBOX_MAX_FAILURES} times "
+                                                           f"({type(result).__name__})")
+                    done.append(stream_id)
+                continue  # left pending: tried again when reclaimed
             done.append(stream_id)
             _log_result(n, json.loads(result))
     return done
+
+
+def _count_failure(client, stream_id) -> int:
+    pipe = client.pipeline(transaction=False)
+    pipe.hincrby(keys.INBOX_FAILURES, stream_id, 1)
+    pipe.expire(keys.INBOX_FAILURES, defaults.INBOX_FAILURES_TTL_S)
+    return pipe.execute()[0]
+
+
+def dead_letter(client, stream_id, fields: dict, reason: str) -> None:
+    """Move an inbox entry to the dead-letter stream (the caller acknowledges it in the inbox)."""
+    log.error("inbox entry moved to the dead-letter stream: %s", reason,
+              extra={"delivery_id": text_hash(fields).get("delivery_id")})
+    pipe = client.pipeline(transaction=False)
+    pipe.xadd(keys.INBOX_DEAD, {**fields, b"reason": reason, b"inbox_id": stream_id,
+                                b"dead_at": str(int(time.time() * 1000))})
+    pipe.hdel(keys.INBOX_FAILURES, stream_id)
+    pipe.execute()
 
 
 def _log_result(n: NormalizedEvent, result: dict) -> None:

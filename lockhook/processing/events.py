@@ -1,16 +1,21 @@
 """Typed events from Seam and device clouds, and their normalized form for the processing script.
 
 Tolerant where the senders are: extra fields are kept, `method` / `performed_via` are open strings,
-timestamps of any precision parse, and any other `event_type` becomes a GenericEvent.
+timestamps of any precision parse (between 2000 and a day from now), and any other `event_type`, or a known
+one with invalid fields, becomes a GenericEvent: kept and counted, never applied to lock state.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from functools import cache
+from typing import Annotated, Any, Literal, get_args, get_type_hints
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from lockhook import defaults
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -30,7 +35,23 @@ def _lenient_time(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_lenient_time)]
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+"""No lock event happened before this; a timestamp earlier is a sender's bug."""
+
+
+def _sane_time(value: datetime) -> datetime:
+    """Between EARLIEST_EVENT and a day from now (a year-10000 instant would poison lock state forever)."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    try:
+        seconds = aware.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise ValueError("timestamp out of range") from None
+    if seconds < EARLIEST_EVENT.timestamp() or seconds > time.time() + defaults.EVENT_FUTURE_TOLERANCE_S:
+        raise ValueError("timestamp before 2000 or more than a day ahead")
+    return aware
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_lenient_time), AfterValidator(_sane_time)]
 
 
 class BaseEvent(BaseModel):
@@ -173,7 +194,13 @@ class NormalizedEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: str
-    """Idempotency key (`event_key`): the event is applied once per key."""
+    """Idempotency key (`event_key`): the event is applied once per key and endpoint."""
+    endpoint: str
+    """Who signed it (`seam` | `device-cloud`): a sender resolves only commands issued through it."""
+    digest: str | None = None
+    """Of the raw body: the same key with another digest is an `event_id_conflict` (None: not compared)."""
+    stats_type: str
+    """The event_type as counted in metrics: a type no sender documents counts as `other` (bounded series)."""
     type: str
     """The event_type."""
     device_id: str | None = None
@@ -202,7 +229,7 @@ class NormalizedEvent(BaseModel):
 
 
 def normalize(event: BaseEvent, endpoint: str, delivery_id: str, received_ms: int,
-              problem: str | None = None) -> NormalizedEvent:
+              problem: str | None = None, digest: str | None = None) -> NormalizedEvent:
     """The form the `apply_event` script works on; `problem` says why a known type fell back to generic."""
     occurred = str(_ms(event.occurred_at) or _ms(getattr(event, "timestamp", None)) or _ms(event.created_at)
                    or received_ms)
@@ -235,5 +262,21 @@ def normalize(event: BaseEvent, endpoint: str, delivery_id: str, received_ms: in
         received_at=str(received_ms), delivery_id=delivery_id or None, endpoint=endpoint,
         method=_text(event, "method"), performed_via=_text(event, "performed_via"), status=_text(event, "status"),
         error_code=n.get("error_code"), problem=problem)
-    return NormalizedEvent(key=key, type=event.event_type, device_id=event.device_id, occurred=occurred,
-                           summary=summary, **n)
+    return NormalizedEvent(key=key, endpoint=endpoint, digest=digest, type=event.event_type,
+                           stats_type=event.event_type if event.event_type in known_event_types() else "other",
+                           device_id=event.device_id, occurred=occurred, summary=summary, **n)
+
+
+@cache
+def known_event_types() -> frozenset[str]:
+    """Every event type Seam documents (read from the official SDK's `events.list` filter) and ours."""
+    from seam.routes.events import Events
+
+    def literals(annotation) -> set[str]:
+        found = set()
+        for arg in get_args(annotation):
+            found |= {arg} if isinstance(arg, str) else literals(arg)
+        return found
+
+    hints = get_type_hints(Events.list)
+    return frozenset(literals(hints.get("event_type")) | set(MODELS) | {"lock.action_completed"})

@@ -185,7 +185,10 @@ def test_every_key_the_scripts_write_is_named_in_keys_py(r):
         {"event_id": "evt_attach", "event_type": "action_attempt.lock_door.succeeded", "device_id": "dev_k",
          "action_attempt_id": "aa_attach"},
     ]
-    entries = [(f"{now}-{i}".encode(), {"endpoint": "seam", "delivery_id": f"msg_{i}", "body": _body(e),
+    def sender(event: dict) -> str:  # each sender confirms only what was issued through it
+        return "device-cloud" if event["event_type"] == "lock.action_completed" else "seam"
+
+    entries = [(f"{now}-{i}".encode(), {"endpoint": sender(e), "delivery_id": f"msg_{i}", "body": _body(e),
                                          "received_at": str(now)}) for i, e in enumerate(events)]
     assert len(apply_entries(r, entries)) == len(events)
     assert store.attach_ids(attached.command_id, action_attempt_id="aa_attach").status == "succeeded"

@@ -120,7 +120,7 @@ def test_redis_restart_under_load_loses_nothing_and_runs_nothing_twice(own_redis
     except AssertionError:
         raise AssertionError(diagnose(store_client, worker)) from None
     for delivery_id, raw in deliveries:
-        assert store_client.exists(f"{keys.PREFIX}processed:event:{json.loads(raw)['event_id']}"), delivery_id
+        assert store_client.exists(keys.processed("seam", f"event:{json.loads(raw)['event_id']}")), delivery_id
     applied = {k.decode(): int(v) for k, v in store_client.hgetall(keys.EVENT_STATS).items()}
     assert sum(applied.values()) == len(distinct), applied
     delivery_stats = {k.decode(): int(v) for k, v in store_client.hgetall(keys.DELIVERY_STATS).items()}

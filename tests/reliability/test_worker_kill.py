@@ -55,7 +55,7 @@ def test_sigkilled_worker_work_is_rerun_and_the_command_resolves_once(r, start_w
     worker.proc.wait(10)
     pending = r.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"]
     assert pending == defaults.DRAIN_BATCH, pending  # the whole batch was read and none acknowledged
-    assert not r.exists(f"{keys.PREFIX}processed:event:evt_kill")  # killed before the event was applied
+    assert not r.exists(keys.processed("seam", "event:evt_kill"))  # killed before the event was applied
     assert store.get(command.command_id).status == "pending"
 
     # a delivery that arrives while no worker runs, behind the dead drain's flag
