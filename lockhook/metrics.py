@@ -157,6 +157,7 @@ class RedisCollector:
 
         yield from self._queues(rest, outbox_len)
         yield self._reconciled()
+        yield self._dead_letters()
 
     def _reconciled(self) -> Metric:
         family = CounterMetricFamily("lockhook_reconciled_events", "Seam events listed by reconcile, by result "
@@ -166,6 +167,12 @@ class RedisCollector:
         for result in ("stored", "duplicate"):
             family.add_metric([result], stats.get(result, 0))
         return family
+
+    def _dead_letters(self) -> Metric:
+        gauge = GaugeMetricFamily("lockhook_inbox_dead_letters", "Inbox entries whose processing kept failing, "
+                                  "kept for `lockhook inbox retry`")
+        gauge.add_metric([], self.client.xlen(keys.INBOX_DEAD))
+        return gauge
 
     def _notifications(self, stats: dict[str, int], failed_type: str) -> Iterator[Metric]:
         outcomes = CounterMetricFamily("lockhook_notifications", "Notifications by outcome (delivered, failed, "

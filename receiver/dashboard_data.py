@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from lockhook import keys
 from lockhook.clock import iso
 from lockhook.commands.store import Command, CommandStatus, CommandStore
+from lockhook.ingest.dead_letters import list_dead
 from lockhook.notifications.store import NotificationStore
 from lockhook.processing.locks import known_devices, lock_state, recent_events
 from lockhook.redis_client import int_hash, text
@@ -45,6 +46,8 @@ class Overview:
     anomalies: list[dict]
     stats: dict[str, dict[str, int]]
     devices: list[str] = field(default_factory=list)
+    dead_letters: list = field(default_factory=list)
+    dead_letter_count: int = 0
 
     def delivery_counts(self) -> list[tuple[str, dict[str, int]]]:
         """(endpoint, {outcome: count}) from the `<endpoint>:<outcome>` counters, by endpoint."""
@@ -138,6 +141,7 @@ def overview(client, filters: Filters) -> Overview:
         duplicates=_json_lines(client.lrange(keys.DUPLICATES, 0, 19)), quarantined=quarantined(client),
         failed_notifications=failed_notifications(client),
         anomalies=_json_lines(client.lrange(keys.ANOMALIES, 0, 9)), stats=stats(client), devices=devices,
+        dead_letters=list_dead(client, 20), dead_letter_count=client.xlen(keys.INBOX_DEAD),
     )
 
 
@@ -168,6 +172,7 @@ async def fingerprint(client, view: str, command_id: str | None = None) -> str:
         pipe.zcard(keys.DEADLINES)
         pipe.lindex(keys.DUPLICATES, 0)
         pipe.xrevrange(keys.QUARANTINE, count=1)
+        pipe.xrevrange(keys.INBOX_DEAD, count=1)
         pipe.lindex(keys.ANOMALIES, 0)
     replies = await pipe.execute()
     return hashlib.sha256(repr(replies).encode()).hexdigest()

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from lockhook.settings import get_settings
+from tools.inbox_cli import inbox_app
 from tools.notifications_cli import notifications_app
 from tools.reconcile_cli import reconcile
 
@@ -164,6 +165,7 @@ def demo(commands: int = typer.Option(12, min=1, max=200, help="how many command
 
 
 app.add_typer(notifications_app, name="notifications")
+app.add_typer(inbox_app, name="inbox")
 app.command()(reconcile)
 
 

@@ -2,10 +2,12 @@
 -- ARGV: now_ms, event_json (a lockhook.processing.events.NormalizedEvent), device_retention_s
 local ev = cjson.decode(ARGV[2])
 local device_ttl = tonumber(ARGV[3]) or D.DEVICE_RETENTION_S
+-- the processed mark is set last: Redis keeps what a failing script wrote before it failed, and a mark
+-- set first would turn the retry of a failed event into a "duplicate" (lost)
 local mark = K.processed(ev.endpoint, ev.key)
-if not redis.call('SET', mark, ev.digest or '1', 'NX', 'EX', D.PROCESSED_TTL_S) then
-  local seen = redis.call('GET', mark)
-  if ev.digest and seen and seen ~= '1' and seen ~= ev.digest then  -- same id, another body: say so
+local seen = redis.call('GET', mark)
+if seen then
+  if ev.digest and seen ~= '1' and seen ~= ev.digest then  -- same id, another body: say so
     local anom = anomaly({kind = 'event_id_conflict', event = ev.key, event_type = ev.type, endpoint = ev.endpoint})
     return cjson.encode({status = 'duplicate', anomaly = anom})
   end
@@ -101,4 +103,5 @@ if device then  -- a device's keys live DEVICE_RETENTION_DAYS past its last even
 end
 redis.call('LPUSH', K.RECENT_EVENTS, line)
 redis.call('LTRIM', K.RECENT_EVENTS, 0, D.RECENT_CAP - 1)
+redis.call('SET', mark, ev.digest or '1', 'EX', D.PROCESSED_TTL_S)
 return cjson.encode(result)
