@@ -24,6 +24,12 @@ CORRELATION_CANDIDATES = 10
 DEVICE_RETENTION_S = 90 * 24 * 3600
 """Default of DEVICE_RETENTION_DAYS: a silent device's lock state and event log expire after this."""
 
+ACCESS_DENIED_ALERT_COUNT = 3
+"""Default of ACCESS_DENIED_ALERT_COUNT: this many denials on one lock within the window send one alert."""
+
+ACCESS_DENIED_WINDOW_MS = 10 * 60 * 1000
+"""The window those denials are counted in; one `lock.access_denied_repeatedly` per lock per window."""
+
 INBOX_MAX_FAILURES = 5
 """An inbox entry whose processing fails this many times moves to the dead-letter stream: the inbox drains."""
 

@@ -74,6 +74,16 @@ def processed(endpoint: str, event_key: str) -> str:
     return f"{PREFIX}processed:{endpoint}:{event_key}"
 
 
+def access_denials(device_id: str) -> str:
+    """Zset: this lock's recent `lock.access_denied` events -> ms (kept ACCESS_DENIED_WINDOW_MS)."""
+    return f"{PREFIX}device:{device_id}:denials"
+
+
+def access_denied_alerted(device_id: str) -> str:
+    """Set for ACCESS_DENIED_WINDOW_MS once `lock.access_denied_repeatedly` was sent for this lock."""
+    return f"{PREFIX}device:{device_id}:denials:alerted"
+
+
 def parked(kind: str, value: str) -> str:
     """List: events that arrived before a command with this id (kind as in `id_index`) was known."""
     return f"{PREFIX}parked:{kind}:{value}"

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(65_536, ge=4096)  # a request head (request line + headers) larger than this: 431
     header_read_timeout_s: float = Field(20.0, gt=0, le=60)  # a head not complete this long after it began: closed
     dedupe_ttl_seconds: int = Field(7 * 24 * 3600, gt=0)
+    access_denied_alert_count: int = Field(3, ge=1)  # denials on one lock within 10 min -> access_denied_repeatedly
     device_retention_days: float = Field(90, gt=0)  # a silent device's lock state and event log expire after this
     inbox_retention_s: int = Field(24 * 3600, gt=0)  # processed raw bodies are kept this long (reprocess's reach)
 

@@ -7,16 +7,16 @@ import logging
 from redis.exceptions import ResponseError
 
 from lockhook import defaults, jobs, keys
-from lockhook.processing.apply import apply_entries
+from lockhook.processing.apply import Rules, apply_entries
 from lockhook.streams import consumer_name, read_new
 from workers.flagged import run_flagged
 
 log = logging.getLogger("lockhook.drain")
 
 
-def process_batch(client, entries, device_retention_s: int = defaults.DEVICE_RETENTION_S) -> int:
+def process_batch(client, entries, rules: Rules = Rules()) -> int:
     """Apply entries, acknowledge the finished ones, hand the outcomes they produced to the notifier."""
-    done = apply_entries(client, entries, device_retention_s)
+    done = apply_entries(client, entries, rules)
     if done:
         client.xack(keys.INBOX, keys.INBOX_GROUP, *done)
         jobs.ensure_dispatch(client)
@@ -24,20 +24,20 @@ def process_batch(client, entries, device_retention_s: int = defaults.DEVICE_RET
 
 
 def drain(client, max_seconds: float = defaults.DRAIN_MAX_SECONDS, batch: int = defaults.DRAIN_BATCH,
-          device_retention_s: int = defaults.DEVICE_RETENTION_S) -> int:
+          rules: Rules = Rules()) -> int:
     """Process inbox entries until none are left (or time is up); returns how many were read."""
     consumer = consumer_name()
 
     def step() -> int:
         entries = read_new(client, keys.INBOX, keys.INBOX_GROUP, consumer, batch)
         if entries:
-            process_batch(client, entries, device_retention_s)  # what failed stays pending: reclaimed later
+            process_batch(client, entries, rules)  # what failed stays pending: reclaimed later
         return len(entries)
 
     return run_flagged(client, keys.DRAIN_FLAG, step, lambda: jobs.enqueue_drain(client), max_seconds)
 
 
-def reclaim_inbox(client, device_retention_s: int = defaults.DEVICE_RETENTION_S) -> int:
+def reclaim_inbox(client, rules: Rules = Rules()) -> int:
     """Apply entries that a dead worker read but never acknowledged."""
     try:
         _, entries, *_ = client.xautoclaim(keys.INBOX, keys.INBOX_GROUP, consumer_name(),
@@ -47,5 +47,5 @@ def reclaim_inbox(client, device_retention_s: int = defaults.DEVICE_RETENTION_S)
     entries = [(sid, f) for sid, f in entries if f]
     if entries:
         log.warning("reclaimed %d inbox entries from a dead consumer", len(entries))
-        return process_batch(client, entries, device_retention_s)
+        return process_batch(client, entries, rules)
     return 0

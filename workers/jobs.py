@@ -13,9 +13,10 @@ def _connection():
 
 def drain_inbox() -> int:
     """Queued by the receiver when the inbox had no drain scheduled."""
+    from lockhook.processing.apply import Rules
     from workers.drain import drain
 
-    return drain(_connection(), device_retention_s=get_settings().device_retention_s)
+    return drain(_connection(), rules=Rules.from_settings(get_settings()))
 
 
 def dispatch_outcomes() -> int:

@@ -7,6 +7,7 @@ import threading
 import time
 
 from lockhook import defaults, jobs, keys
+from lockhook.processing.apply import Rules
 from lockhook.streams import consumer_name, oldest_unread_ms, trim_finished
 from workers.deadlines import sweep
 from workers.drain import reclaim_inbox
@@ -20,12 +21,11 @@ STALE_DRAIN_S = 10
 """A drain flag whose TTL was not refreshed for this long, while entries wait, belongs to a dead drain."""
 
 
-def maintain(client, inbox_retention_s: int | None = None,
-             device_retention_s: int = defaults.DEVICE_RETENTION_S) -> dict:
+def maintain(client, inbox_retention_s: int | None = None, rules: Rules = Rules()) -> dict:
     """One round of housekeeping; safe to run concurrently and repeatedly."""
     consumer = consumer_name()
-    report = {"reclaimed": reclaim_inbox(client, device_retention_s), "expired": sweep(client)}
-    report["forgotten"] = forget_expired(client, device_retention_s)
+    report = {"reclaimed": reclaim_inbox(client, rules), "expired": sweep(client)}
+    report["forgotten"] = forget_expired(client, rules.device_retention_s)
     if inbox_retention_s is not None:  # raw bodies of processed deliveries, once past reprocess's reach
         cutoff = int(time.time() * 1000) - inbox_retention_s * 1000
         report["trimmed"] = trim_finished(client, keys.INBOX, keys.INBOX_GROUP, cutoff)
@@ -87,7 +87,7 @@ def run_in_thread(settings, stop: threading.Event) -> threading.Thread:
         while not stop.wait(defaults.MAINTENANCE_INTERVAL_S):
             try:
                 mark_alive(client)
-                maintain(client, settings.inbox_retention_s, settings.device_retention_s)
+                maintain(client, settings.inbox_retention_s, Rules.from_settings(settings))
                 maybe_reconcile(client, settings)
             except Exception as exc:  # Redis down or a bad entry: next round
                 log.warning("maintenance round failed: %s", type(exc).__name__)

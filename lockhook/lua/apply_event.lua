@@ -2,6 +2,7 @@
 -- ARGV: now_ms, event_json (a lockhook.processing.events.NormalizedEvent), device_retention_s
 local ev = cjson.decode(ARGV[2])
 local device_ttl = tonumber(ARGV[3]) or D.DEVICE_RETENTION_S
+local denials_alert = tonumber(ARGV[4]) or D.ACCESS_DENIED_ALERT_COUNT
 -- the processed mark is set last: Redis keeps what a failing script wrote before it failed, and a mark
 -- set first would turn the retry of a failed event into a "duplicate" (lost)
 local mark = K.processed(ev.endpoint, ev.key)
@@ -67,13 +68,15 @@ end
 if ev.lock_state and device then
   local lk = K.lock_state(device)
   local cur = redis.call('HMGET', lk, 'occurred_at', 'locked')
-  if cur[1] and tonumber(cur[1]) > tonumber(ev.occurred) then
+  local locked = (ev.lock_state == 'locked') and '1' or '0'
+  if cur[1] and tonumber(cur[1]) > tonumber(ev.occurred) and cur[2] == locked then
+    result.lock = 'agrees'  -- older, but saying what is known already (a lock event after its action attempt)
+  elseif cur[1] and tonumber(cur[1]) > tonumber(ev.occurred) then
     result.lock = 'stale'
     result.anomaly = result.anomaly or anomaly({kind = 'stale_lock_event', device_id = device, event = ev.key,
                                                event_occurred_at = ev.occurred, stored_occurred_at = cur[1]})
   else
-    local locked = (ev.lock_state == 'locked') and '1' or '0'
-    redis.call('HDEL', lk, 'method', 'performed_via')
+    redis.call('HDEL', lk, 'method', 'performed_via', 'source', 'read_at')
     redis.call('HSET', lk, 'device_id', device, 'locked', locked, 'occurred_at', ev.occurred,
                'source_event', ev.key, 'event_type', ev.type, 'updated_at', NOW)
     if ev.method then redis.call('HSET', lk, 'method', ev.method) end
@@ -84,6 +87,25 @@ if ev.lock_state and device then
                  'event', ev.key, 'at', NOW)
       result.lock_changed = true
     end
+  end
+end
+
+-- a denied keypad code is news; a few in a row on one lock are an alarm (once per window)
+if ev.type == 'lock.access_denied' and device then
+  local fields = {'type', 'lock.access_denied', 'device_id', device, 'event', ev.key, 'at', NOW}
+  if ev.access_code_id then
+    fields[#fields + 1] = 'access_code_id'
+    fields[#fields + 1] = ev.access_code_id
+  end
+  redis.call('XADD', K.OUTBOX, '*', unpack(fields))
+  local denials = K.access_denials(device)
+  redis.call('ZADD', denials, NOW, ev.key)
+  redis.call('ZREMRANGEBYSCORE', denials, '-inf', tonumber(NOW) - D.ACCESS_DENIED_WINDOW_MS)
+  redis.call('PEXPIRE', denials, D.ACCESS_DENIED_WINDOW_MS)
+  if redis.call('ZCARD', denials) >= denials_alert
+      and redis.call('SET', K.access_denied_alerted(device), '1', 'NX', 'PX', D.ACCESS_DENIED_WINDOW_MS) then
+    redis.call('XADD', K.OUTBOX, '*', 'type', 'lock.access_denied_repeatedly', 'device_id', device,
+               'event', ev.key, 'count', redis.call('ZCARD', denials), 'at', NOW)
   end
 end
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 from lockhook import defaults, keys
 from lockhook.ingest.bodies import parse_event_body
@@ -36,8 +37,19 @@ def prepare(fields: dict) -> tuple[NormalizedEvent | None, str | None]:
     return n, problem
 
 
-def apply_entries(client, entries: list[tuple[bytes, dict]],
-                  device_retention_s: int = defaults.DEVICE_RETENTION_S) -> list[bytes]:
+@dataclass(frozen=True)
+class Rules:
+    """What the operator configured about applying events (from Settings), handed to the script with each."""
+
+    device_retention_s: int = defaults.DEVICE_RETENTION_S
+    access_denied_alert_count: int = defaults.ACCESS_DENIED_ALERT_COUNT
+
+    @classmethod
+    def from_settings(cls, settings) -> Rules:
+        return cls(settings.device_retention_s, settings.access_denied_alert_count)
+
+
+def apply_entries(client, entries: list[tuple[bytes, dict]], rules: Rules = Rules()) -> list[bytes]:
     """Apply a batch of inbox entries in one pipeline; returns the stream ids that are finished.
 
     An entry that is not an event goes to the quarantine stream; one that cannot be prepared, or whose
@@ -65,7 +77,8 @@ def apply_entries(client, entries: list[tuple[bytes, dict]],
             continue
         if problem:
             log.warning("event kept as generic: %s", problem, extra={"event_id": n.key, "event_type": n.type})
-        scripts.apply_event(args=Scripts.args(now, payload, device_retention_s), client=pipe)
+        scripts.apply_event(args=Scripts.args(now, payload, rules.device_retention_s,
+                                              rules.access_denied_alert_count), client=pipe)
         applied.append((stream_id, fields, n))
     if applied:
         results = pipe.execute(raise_on_error=False)

@@ -221,6 +221,8 @@ class NormalizedEvent(BaseModel):
     action_attempt_id: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    access_code_id: str | None = None
+    """The keypad code a `lock.access_denied` names (sent on with its notification)."""
     summary: EventSummary
 
     def payload(self) -> str:
@@ -242,8 +244,11 @@ def normalize(event: BaseEvent, endpoint: str, delivery_id: str, received_ms: in
     elif isinstance(event, ActionAttemptEvent):
         succeeded = event.event_type.endswith(".succeeded")
         error = event.error or {}
+        action = "lock" if ".lock_door." in event.event_type else "unlock"
         n.update(is_action_result=True, success=succeeded, action_attempt_id=event.action_attempt_id,
-                 action="lock" if ".lock_door." in event.event_type else "unlock")
+                 action=action)
+        if succeeded:  # Seam confirmed the lock moved: the state follows, also for locks that send no lock event
+            n.update(lock_state=action + "ed", method="seamapi")
         if not succeeded:
             n.update(error_code=str(error.get("type") or "action_attempt_failed"),
                      error_message=str(error.get("message") or "") or None)
@@ -256,6 +261,8 @@ def normalize(event: BaseEvent, endpoint: str, delivery_id: str, received_ms: in
             n["lock_state"] = action + "ed"
         if not success:
             n.update(error_code=event.error_code or "unknown_error", error_message=event.message)
+    elif isinstance(event, LockAccessDenied):
+        n["access_code_id"] = _text(event, "access_code_id")
     key = event_key(event, endpoint, delivery_id)
     summary = EventSummary(
         event=key, event_type=event.event_type, device_id=event.device_id, occurred_at=occurred,

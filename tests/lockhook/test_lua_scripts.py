@@ -184,6 +184,8 @@ def test_every_key_the_scripts_write_is_named_in_keys_py(r):
          "action_attempt_id": "aa_never"},
         {"event_id": "evt_attach", "event_type": "action_attempt.lock_door.succeeded", "device_id": "dev_k",
          "action_attempt_id": "aa_attach"},
+        *({"event_id": f"evt_denied_{i}", "event_type": "lock.access_denied", "device_id": "dev_k",
+           "access_code_id": "ac_k"} for i in range(3)),
     ]
     def sender(event: dict) -> str:  # each sender confirms only what was issued through it
         return "device-cloud" if event["event_type"] == "lock.action_completed" else "seam"

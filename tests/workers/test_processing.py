@@ -259,3 +259,22 @@ def test_non_string_extras_never_reach_the_lua_json(h):
     assert h.r.hget(keys.EVENT_STATS, "lock.locked") is None
     assert [f[b"delivery_id"] for _, f in h.r.xrange(keys.QUARANTINE)] == [b"nan_0", b"nan_1", b"nan_2"]
     assert not h.r.xpending(keys.INBOX, "workers")["pending"]
+
+
+def test_an_action_attempt_that_succeeded_moves_lock_state(h):
+    h.post({"event_type": "action_attempt.unlock_door.succeeded", "event_id": "e_aa_only", "device_id": "dev_nuki",
+            "action_attempt_id": "aa_nuki", "action_type": "UNLOCK_DOOR", "status": "success"})
+    drain(h.r)
+    state = lock_state(h.r, "dev_nuki")
+    assert (state["locked"], state["method"]) == (False, "seamapi")
+    assert h.outbox_types().count("lock.state_changed") == 1
+
+
+def test_denied_codes_are_outcomes_and_a_run_of_them_one_alarm(h):
+    for i in range(4):
+        h.post({"event_type": "lock.access_denied", "event_id": f"e_denied_{i}", "device_id": "dev_pad",
+                "access_code_id": "ac_wrong"})
+    drain(h.r)
+    types = h.outbox_types()
+    assert types.count("lock.access_denied") == 4
+    assert types.count("lock.access_denied_repeatedly") == 1
