@@ -13,6 +13,7 @@ def reconcile(since: str = typer.Option(None, help="15m, 2h, 1d ago; or ISO 8601
     from lockhook.commands.issuing import seam_client
     from lockhook.errors import LockhookError
     from lockhook.ingest.reconcile import reconcile as run_reconcile
+    from lockhook.ingest.reconcile import refresh_locks
     from lockhook.redis_client import sync_client
     from lockhook.settings import get_settings
     from tools.reprocess import parse_since
@@ -33,6 +34,7 @@ def reconcile(since: str = typer.Option(None, help="15m, 2h, 1d ago; or ISO 8601
     typer.echo(f"reconciling Seam events since {iso(since_ms) if since_ms else 'the last watermark'} ...", err=True)
     try:
         result = run_reconcile(client, seam, settings.dedupe_ttl_seconds, since_ms, progress=progress)
+        refresh_locks(client, seam, settings.device_retention_s, result)
     except Exception as exc:
         typer.echo(f"lockhook reconcile: Seam's events.list failed ({type(exc).__name__}); is SEAM_ENDPOINT "
                    "reachable and SEAM_API_KEY valid?", err=True)
@@ -42,3 +44,4 @@ def reconcile(since: str = typer.Option(None, help="15m, 2h, 1d ago; or ISO 8601
     typer.echo(f"{result.listed} events listed since {iso(result.since_ms)}: {result.stored} stored for processing "
                f"(applied unless the webhook brought them already), {result.duplicate} reconciled before"
                + ("" if result.complete else "; stopped at the page limit, run again to go on"))
+    typer.echo(f"{result.locks_read} known locks read from Seam (locks.list): {result.locks_corrected} corrected")

@@ -7,7 +7,7 @@ import threading
 
 from lockhook import keys
 from lockhook.commands.issuing import seam_client
-from lockhook.ingest.reconcile import reconcile
+from lockhook.ingest.reconcile import reconcile, refresh_locks
 from lockhook.streams import consumer_name
 
 log = logging.getLogger("lockhook.reconcile")
@@ -35,10 +35,12 @@ def _run(client, settings) -> None:
             seam = seam_client(settings)
             try:
                 result = reconcile(client, seam, settings.dedupe_ttl_seconds)
+                refresh_locks(client, seam, settings.device_retention_s, result)
             finally:
                 seam.client.close()
         except Exception as exc:  # Seam down, a bad key: the next slot tries again
             log.warning("periodic reconcile failed: %s", type(exc).__name__)
             return
-        if result.stored:
-            log.info("reconcile stored %d missed event(s) of %d listed", result.stored, result.listed)
+        if result.stored or result.locks_corrected:
+            log.info("reconcile stored %d missed event(s) of %d listed; corrected %d lock state(s) from Seam",
+                     result.stored, result.listed, result.locks_corrected)

@@ -20,6 +20,8 @@ from datetime import datetime
 from lockhook import defaults, jobs, keys
 from lockhook.clock import iso
 from lockhook.ingest.inbox import Delivery, put_sync
+from lockhook.processing.locks import record_reading
+from lockhook.redis_client import text
 
 log = logging.getLogger("lockhook.reconcile")
 
@@ -30,6 +32,8 @@ SOURCE_HEADER = "lockhook-source"
 @dataclass
 class ReconcileResult:
     since_ms: int
+    locks_read: int = 0
+    locks_corrected: int = 0
     listed: int = 0
     stored: int = 0
     duplicate: int = 0
@@ -125,3 +129,18 @@ def _advance_watermark(client, newest_ms: int) -> None:
     current = client.get(keys.RECONCILE_WATERMARK)
     if current is None or int(current) < newest_ms:
         client.set(keys.RECONCILE_WATERMARK, newest_ms)
+
+
+def refresh_locks(client, seam, device_retention_s: int, result: ReconcileResult) -> None:
+    """Seam's `locks.list`: the state of every lock lockhook has seen within the retention, corrected where
+    events drifted (a lock that re-locked itself and never said so)."""
+    now_ms = int(time.time() * 1000)
+    known = {text(d) for d in client.zrangebyscore(keys.DEVICES, now_ms - device_retention_s * 1000, "+inf")}
+    for lock in seam.locks.list():
+        device_id = getattr(lock, "device_id", None)
+        locked = getattr(getattr(lock, "properties", None), "locked", None)
+        if device_id not in known or not isinstance(locked, bool):
+            continue
+        result.locks_read += 1
+        if record_reading(client, device_id, locked, now_ms, device_retention_s) == "applied":
+            result.locks_corrected += 1

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from lockhook import keys
-from lockhook.clock import iso
+from lockhook.clock import iso, now_ms
 from lockhook.redis_client import text_hash
+from lockhook.scripts import Scripts
 
 
 def lock_state(client, device_id: str) -> dict | None:
@@ -23,7 +24,17 @@ def lock_state(client, device_id: str) -> dict | None:
         "source_event": h.get("source_event"),
         "event_type": h.get("event_type"),
         "updated_at": iso(h.get("updated_at")),
+        "source": h.get("source") or ("event" if h.get("source_event") else None),
+        "read_at": iso(h.get("read_at")),
     }
+
+
+def record_reading(client, device_id: str, locked: bool, read_ms: int, device_retention_s: int) -> str:
+    """What the lock's cloud says now (Seam's `properties.locked`): corrects the stored state unless an
+    event newer than the reading says otherwise. Returns 'applied', 'agrees' or 'stale'."""
+    result = Scripts(client).lock_reading(args=Scripts.args(now_ms(), device_id, "1" if locked else "0", read_ms,
+                                                            device_retention_s))
+    return result.decode() if isinstance(result, bytes) else result
 
 
 def _event_line(raw: bytes | str) -> dict:

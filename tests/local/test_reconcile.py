@@ -81,3 +81,21 @@ def test_the_worker_reconciles_periodically(settings, fake_seam, start_web, star
                                  if e["event_type"] == "lock.unlocked"])[-1]["event_id"]
     state = wait_for(lambda: (s := _lock(base)).get("source_event", "").endswith(event_id) and s, timeout=30)
     assert state["locked"] is False
+
+
+def test_reconcile_corrects_a_lock_state_that_drifted(settings, fake_seam, start_web, start_worker, r):
+    """A lock that re-locked itself and never said so: events say unlocked, Seam says locked."""
+    base = start_web(**_seam_env(fake_seam, RECONCILE_EVERY_S=0))
+    start_worker(**_seam_env(fake_seam, RECONCILE_EVERY_S=0))
+    fake_seam.call("/locks/lock_door", device_id=SEAM_DEVICE)  # the fake now reports it locked
+    body = json.dumps({"event_id": "evt_drift", "event_type": "lock.unlocked", "device_id": SEAM_DEVICE,
+                       "method": "manual", "occurred_at": "2026-01-01T00:00:00Z"}).encode()
+    assert httpx.post(base + "/webhooks/seam", content=body, headers=signed(body, "msg_drift"),
+                      timeout=10).status_code == 202
+    wait_for(lambda: _lock(base).get("source_event") == "event:evt_drift")
+    assert _lock(base)["locked"] is False
+    done = _reconcile(settings, fake_seam, "--since", "1m")
+    assert done.returncode == 0, done.stderr
+    assert "corrected" in done.stdout
+    state = _lock(base)
+    assert (state["locked"], state["source"]) == (True, "seam_api") and state["read_at"]
