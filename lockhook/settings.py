@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     notify_retry_delays_s: str | None = None  # comma-separated seconds between attempts (tests shorten them)
 
     record_dir: str | None = None
-    lockhook_dev_redis_port: int = Field(6379, gt=0, lt=65536)  # `lockhook dev`: where to look for a Redis
+    lockhook_dev_redis_port: int = Field(6379, gt=0, lt=65536)  # `lockhook dev`: its embedded Redis (or a free one)
     log_format: str | None = None  # "json" | "text"; default: text on a terminal, JSON otherwise
     prometheus_multiproc_dir: str | None = None  # prometheus_client multiprocess mode (several web processes)
 
