@@ -1,11 +1,13 @@
-"""A PaaS boot, simulated: the app installed from requirements.txt alone into a fresh venv, the Procfile's web and
-worker started with only the documented production variables, until /healthz is 200 and a command resolves."""
+"""Fresh installs from the lockfiles. A PaaS boot, simulated: requirements.txt alone into a fresh venv, the Procfile's
+web and worker with only the documented production variables, until /healthz is 200 and a command resolves.
+A fresh clone's `make run`: requirements-local.txt, `lockhook dev` with nothing configured, both `via`s resolve."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, ROOT, SECRET, free_port, procfile_command, wait_for
+from tools.devserver import DEV_ENV, load_dev_env
 
 # what a buildpack would not upload or keep: local state, caches, this checkout's own venv and node packages
 NOT_DEPLOYED = shutil.ignore_patterns(".git", ".venv", "node_modules", "__pycache__", "*.egg-info", ".lockhook",
@@ -21,18 +24,40 @@ NOT_DEPLOYED = shutil.ignore_patterns(".git", ".venv", "node_modules", "__pycach
 PLATFORM_VARIABLES = {"PORT", "REDIS_URL"}  # set by the platform and its Redis add-on
 
 
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    """The slug: a copy of the app with a venv holding only what requirements.txt pins (pip's cache is used)."""
-    work = tmp_path_factory.mktemp("paas")
+def fresh_install(work, lockfile: str):
+    """A copy of the app (what a clone or a buildpack has) and a new venv with only what `lockfile` pins."""
     app = work / "app"
     shutil.copytree(ROOT, app, ignore=NOT_DEPLOYED)
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-r", "requirements.txt"],
-                          cwd=app, capture_output=True, text=True, timeout=900)
+    done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-r", lockfile],
+                          cwd=app, capture_output=True, text=True, timeout=900)  # pip's cache is used
     assert done.returncode == 0, done.stdout + done.stderr
     return app, venv
+
+
+def only_the_venv(venv, tmp_path) -> dict[str, str]:
+    """Nothing of this machine's environment: the venv first on PATH, as a buildpack or `make run` sets it."""
+    return {"PATH": f"{venv / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": str(tmp_path)}
+
+
+def resolve(base: str, token: str, via: str, action: str = "lock") -> dict:
+    headers = {"authorization": f"Bearer {token}"}
+    created = httpx.post(f"{base}/commands", headers=headers, timeout=10,
+                         json={"device_id": "front_door", "action": action, "via": via})
+    assert created.status_code in (200, 201), created.text
+    command = created.json()
+    deadline = time.monotonic() + 60
+    while command["status"] == "pending" and time.monotonic() < deadline:
+        command = httpx.get(f"{base}/commands/{command['command_id']}", params={"wait": 10}, headers=headers,
+                            timeout=20).json()
+    return command
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """The slug: requirements.txt only."""
+    return fresh_install(tmp_path_factory.mktemp("paas"), "requirements.txt")
 
 
 def test_the_lockfile_installs_runtime_dependencies_only(deployed):
@@ -55,8 +80,7 @@ def test_procfile_boots_with_the_documented_variables_and_resolves_a_command(dep
                   "DEVICE_CLOUD_WEBHOOK_SECRET": DEVICE_CLOUD_SECRET, "LOCKHOOK_API_TOKEN": API_TOKEN,
                   "DEVICE_CLOUD_URL": simulator.url}
     assert set(production) <= documented
-    # nothing of this machine's environment: the venv first on PATH, as a buildpack sets it
-    env = {"PATH": f"{venv / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": str(tmp_path), **production}
+    env = {**only_the_venv(venv, tmp_path), **production}
     started = []
     try:
         for name in ("web", "worker"):
@@ -76,15 +100,7 @@ def test_procfile_boots_with_the_documented_variables_and_resolves_a_command(dep
 
         wait_for(healthy, timeout=90, interval=0.2)
         simulator.send_to(base)
-        headers = {"authorization": f"Bearer {API_TOKEN}"}
-        created = httpx.post(f"{base}/commands", headers=headers, timeout=10,
-                             json={"device_id": "front_door", "action": "lock", "via": "device_cloud"})
-        assert created.status_code in (200, 201), created.text
-        command = created.json()
-        deadline = time.monotonic() + 60
-        while command["status"] == "pending" and time.monotonic() < deadline:
-            command = httpx.get(f"{base}/commands/{command['command_id']}", params={"wait": 10}, headers=headers,
-                                timeout=20).json()
+        command = resolve(base, API_TOKEN, "device_cloud")
         assert command["status"] == "succeeded", command
     finally:
         for _, proc, log in started:
@@ -101,3 +117,38 @@ def test_procfile_boots_with_the_documented_variables_and_resolves_a_command(dep
         assert proc.returncode in (0, -15), f"{name}: {output}"  # uvicorn re-raises the SIGTERM it handled
         assert "Traceback" not in output, output
     assert "Finished server process" in (tmp_path / "web.log").read_text()  # a graceful stop, as on a restart
+
+
+@pytest.mark.long
+@pytest.mark.timeout(900)
+def test_make_run_on_a_fresh_clone_resolves_both_examples(tmp_path_factory, tmp_path):
+    """What `make run` installs (requirements-local.txt) and runs (`lockhook dev`), with nothing configured."""
+    app, venv = fresh_install(tmp_path_factory.mktemp("clone"), "requirements-local.txt")
+    port = free_port()
+    env = {**only_the_venv(venv, tmp_path), "PORT": str(port), "LOCKHOOK_DEV_REDIS_PORT": str(free_port())}
+    log_path = tmp_path / "dev.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([str(venv / "bin" / "lockhook"), "dev"], cwd=app, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def healthy():
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                return httpx.get(base + "/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, timeout=90, interval=0.2)
+        token = load_dev_env(app / ".lockhook" / DEV_ENV)["LOCKHOOK_API_TOKEN"]
+        for via in ("device_cloud", "seam"):
+            command = resolve(base, token, via, "unlock")
+            assert command["status"] == "succeeded", (via, command)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+        try:
+            proc.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, log_path.read_text()
