@@ -184,6 +184,7 @@ def simulate(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(809
     seam = seam_secret or (settings.webhook_secrets("seam") or [cloud])[0]
     if not cloud:
         _fail(ValueError("--secret is required (or set DEVICE_CLOUD_WEBHOOK_SECRET)"))
+    receiver_url = base_url(receiver_url, "--receiver-url")
     config = SimulatorConfig(receiver_url=receiver_url, secret=cloud, seam_secret=seam, delay_s=delay,
                              delay_max_s=delay_max, failure_rate=failure_rate, failure_code=failure_code,
                              offline=frozenset(offline or ()), duplicate_rate=duplicate_rate, api_key=api_key,
