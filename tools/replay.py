@@ -227,6 +227,17 @@ def render_summary(report: ReplayReport, console) -> None:
         console.print(why)
 
 
+def check_reachable(url: str) -> None:
+    """Before the progress bar: nothing listening there is one clear error, not a column of failures."""
+    from tools.cli_messages import unreachable
+
+    try:
+        httpx.get(f"{url.rstrip('/')}/healthz", timeout=10)
+    except httpx.TransportError as exc:
+        raise ConfigError(unreachable(url, "" if isinstance(exc, httpx.ConnectError) else type(exc).__name__)) \
+            from None
+
+
 def run_replay(paths: list[str], url: str, secrets: dict[str, str | list[str]], rate: float | None,
                new_ids: bool, endpoint: str | None = None) -> int:
     """The CLI: progress bar, summary table, exit code 1 when anything was rejected."""
@@ -238,6 +249,7 @@ def run_replay(paths: list[str], url: str, secrets: dict[str, str | list[str]], 
     if not items:
         console.print("no deliveries found in " + " ".join(paths))
         return 1
+    check_reachable(url)
     with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         task = progress.add_task("replay", total=len(items))
