@@ -28,7 +28,6 @@ from lockhook.settings import Settings
 DEV_DIR = Path(".lockhook")
 DEV_ENV = "dev.env"
 DEV_STATE = "dev.json"  # where the running instance is, for a second `lockhook dev`
-SIMULATOR_PORT = 8090
 SIMULATOR_KEY_PREFIX = "seam_simulator_"  # the Seam SDK insists on keys starting with seam_
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REDIS_START_TIMEOUT_S = 15.0
@@ -210,8 +209,8 @@ def choose_simulator(settings: Settings) -> Simulated | None:
         (["Seam API"] if settings.seam_api_key is None else [])
     if not roles:
         return None
-    port = SIMULATOR_PORT if port_is_free(SIMULATOR_PORT) else free_port()
-    return Simulated(port, SIMULATOR_KEY_PREFIX + secrets.token_urlsafe(12), roles)
+    # a free port, not `lockhook simulate`'s 8090: two `make run`s (or test runs) never race for one port
+    return Simulated(free_port(), SIMULATOR_KEY_PREFIX + secrets.token_urlsafe(12), roles)
 
 
 def running_instance(dev_dir: Path) -> dict | None:
