@@ -1,4 +1,4 @@
-"""The `lockhook` command line: serve, worker, dev, replay, sign, reprocess, simulate, notifications, seam."""
+"""The `lockhook` command line: serve, worker, dev, replay, sign, reprocess, reconcile, simulate, notifications."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _fail(exc: Exception) -> None:
 
 @app.command()
 def dev() -> None:
-    """Run web + worker together (honcho on the Procfile), with an embedded Redis when none answers."""
+    """Run web + worker (honcho on the Procfile); what is not configured (Redis, secrets, remotes) runs locally."""
     from lockhook.errors import ConfigError
     from tools.devserver import run
 
@@ -214,8 +214,8 @@ app.add_typer(seam_app, name="seam")
 
 @seam_app.command("webhook")
 def seam_webhook(url: str = typer.Option(None, help="where Seam posts: https://<your lockhook>/webhooks/seam"),
-                 events: str = typer.Option(None, help="event types, comma-separated, e.g. lock.*,action_attempt.* "
-                                                       "(default: all)"),
+                 events: str = typer.Option(None, help="event types, comma-separated, e.g. "
+                                                       "lock.locked,lock.unlocked (default: all)"),
                  list_: bool = typer.Option(False, "--list", help="list the workspace's webhooks"),
                  delete: str = typer.Option(None, "--delete", metavar="ID", help="delete this webhook")) -> None:
     """Create the Seam webhook (SEAM_API_KEY's workspace) and print the secret to set as SEAM_WEBHOOK_SECRET."""
