@@ -1,4 +1,4 @@
-"""The `lockhook` command line: serve, worker, dev, replay, sign, reprocess, reconcile, simulate, notifications."""
+"""The `lockhook` CLI: serve, worker, dev, replay, sign, reprocess, reconcile, simulate, notifications, seam."""
 
 from __future__ import annotations
 
