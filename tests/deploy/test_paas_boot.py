@@ -60,6 +60,7 @@ def deployed(tmp_path_factory):
     return fresh_install(tmp_path_factory.mktemp("paas"), "requirements.txt")
 
 
+@pytest.mark.long  # shares the fresh install with the boot test: kept beside it when long tests go first
 def test_the_lockfile_installs_runtime_dependencies_only(deployed):
     _, venv = deployed
     listed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format", "json"],
