@@ -229,6 +229,8 @@ PATHS: dict[str, dict[str, dict]] = {
     "/openapi.json": {"get": {
         "summary": "This document", "tags": ["ops"],
         "responses": {"200": answer("OpenAPI 3.1 document", {"type": "object"}), **PROTECTED}}},
+    "/": {"get": {"summary": "Leads to the dashboard", "tags": ["dashboard"], "security": [],
+                  "responses": {"303": SEE_DASHBOARD}}},
     "/dashboard": {"get": dashboard("Live HTML dashboard (shows its login form without a token)")},
     "/dashboard/login": {"post": {
         "summary": "Sign in with the API token: sets the session cookie", "tags": ["dashboard"], "security": [],
