@@ -45,7 +45,9 @@ def redis_answers(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Nothing listens there. SO_REUSEADDR as servers bind: a just-stopped run's TIME_WAIT sockets do not count."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
