@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import redis
 import redis.asyncio as aioredis
 
 from lockhook import defaults
+from lockhook.errors import ConfigError
 from lockhook.settings import Settings
+
+
+def tls_options(settings: Settings) -> dict:
+    """redis-py's ssl_* options for a rediss:// URL from REDIS_TLS_VERIFY / REDIS_CA_CERT (none for redis://).
+
+    The same options serve the sync and asyncio clients; RQ's scheduler copies them from the pool it is given.
+    """
+    if not settings.redis_tls:
+        return {}
+    if settings.redis_tls_verify == "none":
+        return {"ssl_cert_reqs": "none", "ssl_check_hostname": False}
+    options: dict = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    ca = settings.redis_ca_cert
+    if ca and ca.lstrip().startswith("-----BEGIN"):
+        options["ssl_ca_data"] = ca
+    elif ca:
+        if not Path(ca).is_file():
+            raise ConfigError(f"REDIS_CA_CERT: no such file {ca} (give a PEM file's path or the PEM text itself)")
+        options["ssl_ca_certs"] = ca
+    return options
 
 
 def sync_client(settings: Settings, **overrides) -> redis.Redis:
     """A client for workers, RQ and the CLI (RQ needs bytes, so no decode_responses)."""
     options = dict(socket_timeout=30, socket_connect_timeout=defaults.REDIS_SOCKET_TIMEOUT_S,
-                   health_check_interval=15, retry_on_timeout=False)
+                   health_check_interval=15, retry_on_timeout=False, **tls_options(settings))
     options.update(overrides)
     return redis.Redis.from_url(settings.redis_url, **options)
 
@@ -23,6 +46,7 @@ def async_client(settings: Settings) -> aioredis.Redis:
         settings.redis_url,
         socket_timeout=defaults.REDIS_SOCKET_TIMEOUT_S,
         socket_connect_timeout=defaults.REDIS_SOCKET_TIMEOUT_S,
+        **tls_options(settings),
     )
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lockhook.errors import ConfigError
@@ -22,6 +23,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # rediss:// only: "require" verifies the server's certificate (against REDIS_CA_CERT when set, else the
+    # system's CAs); "none" encrypts without verifying (Heroku Redis: self-signed certificates, no CA given)
+    redis_tls_verify: Literal["require", "none"] = "require"
+    redis_ca_cert: str | None = None  # the CA (or self-signed server) certificate: PEM text or a PEM file's path
     port: int = 8000
     seam_webhook_secret: SecretStr | None = None
     device_cloud_webhook_secret: SecretStr | None = None
@@ -54,9 +59,29 @@ class Settings(BaseSettings):
     notify_retry_delays_s: str | None = None  # comma-separated seconds between attempts (tests shorten them)
 
     record_dir: str | None = None
-    lockhook_dev_redis_port: int = Field(6379, gt=0, lt=65536)  # `lockhook dev`: where to look for a Redis
+    lockhook_dev_redis_port: int = Field(6379, gt=0, lt=65536)  # `lockhook dev`: its embedded Redis (or a free one)
     log_format: str | None = None  # "json" | "text"; default: text on a terminal, JSON otherwise
     prometheus_multiproc_dir: str | None = None  # prometheus_client multiprocess mode (several web processes)
+
+    @field_validator("redis_tls_verify", mode="before")
+    @classmethod
+    def _lower_verify(cls, value):
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("redis_ca_cert", mode="before")
+    @classmethod
+    def _blank_ca_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _ca_needs_tls(self):
+        if self.redis_ca_cert and not self.redis_tls:
+            raise ValueError("REDIS_CA_CERT is set but REDIS_URL is not rediss://: the connection would not use TLS")
+        return self
+
+    @property
+    def redis_tls(self) -> bool:
+        return self.redis_url.lower().startswith("rediss://")
 
     @field_validator(
         "seam_webhook_secret", "device_cloud_webhook_secret", "lockhook_api_token", "seam_api_key",

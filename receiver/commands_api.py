@@ -50,7 +50,7 @@ from lockhook.errors import (
 )
 from lockhook.ids import ID_PATTERN, is_id
 from lockhook.notifications.callback_policy import check_callback_url
-from lockhook.processing.locks import device_events, lock_state
+from lockhook.processing.locks import device_events, lock_page, lock_state
 from receiver.auth import protected
 from receiver.body import read_body
 
@@ -379,17 +379,51 @@ class ListQuery(BaseModel):
     device_id: Id | None = None
     status: CommandStatus | None = None
     limit: int = Field(50, ge=1, le=LIST_MAX)
+    cursor: str | None = Field(None, max_length=512, description="`next_cursor` of the previous page")
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(50, ge=1, le=LIST_MAX)
+    cursor: str | None = Field(None, max_length=512, description="`next_cursor` of the previous page")
+
+
+def _query(request: Request, model: type[BaseModel]):
+    params = {k: v for k, v in request.query_params.items() if v != ""}
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise ValidationFailed("invalid query", errors=field_errors(exc, "query")) from None
+
+
+async def _paged(fn, *args, **kwargs):
+    from lockhook.paging import BadCursor
+
+    try:
+        return await in_thread(fn, *args, **kwargs)
+    except BadCursor as exc:
+        raise invalid("query", "cursor", str(exc)) from None
 
 
 async def list_commands(request: Request) -> JSONResponse:
-    params = {k: v for k, v in request.query_params.items() if v != ""}
-    try:
-        query = ListQuery.model_validate(params)
-    except ValidationError as exc:
-        raise ValidationFailed("invalid query", errors=field_errors(exc, "query")) from None
-    found = await in_thread(store(request).list, device_id=query.device_id,
-                            status=query.status.value if query.status else None, limit=query.limit)
-    return JSONResponse({"commands": [command_json(c) for c in found], "count": len(found)})
+    """Newest first; a page with `next_cursor` null is the last (a shorter page is not)."""
+    query = _query(request, ListQuery)
+    found, next_cursor = await _paged(store(request).page, device_id=query.device_id,
+                                      status=query.status.value if query.status else None, limit=query.limit,
+                                      cursor=query.cursor)
+    return JSONResponse({"commands": [command_json(c) for c in found], "count": len(found),
+                         "next_cursor": next_cursor})
+
+
+# -- GET /locks ------------------------------------------------------------------------------------
+
+async def list_locks(request: Request) -> JSONResponse:
+    """Every device an event was seen for, most recent first, with its state."""
+    query = _query(request, PageQuery)
+    found, next_cursor = await _paged(lock_page, request.app.state.sync_redis, limit=query.limit,
+                                      cursor=query.cursor)
+    return JSONResponse({"locks": found, "count": len(found), "next_cursor": next_cursor})
 
 
 # -- GET /locks/{device_id} ------------------------------------------------------------------------
@@ -414,5 +448,6 @@ routes = [
     Route("/commands", protected(create_command), methods=["POST"], name="create_command"),
     Route("/commands", protected(list_commands), methods=["GET"], name="list_commands"),
     Route("/commands/{command_id}", protected(get_command), methods=["GET"], name="get_command"),
+    Route("/locks", protected(list_locks), methods=["GET"], name="list_locks"),
     Route("/locks/{device_id}", protected(get_lock), methods=["GET"], name="get_lock"),
 ]

@@ -231,7 +231,13 @@ async def stylesheet(request: Request) -> Response:
                     headers={**SECURITY_HEADERS, "Cache-Control": "max-age=300"})
 
 
+async def home(request: Request) -> Response:
+    """`GET /` in a browser leads to the dashboard (which asks for the token when there is no session)."""
+    return RedirectResponse("/dashboard", status_code=303)
+
+
 routes = [
+    Route("/", home, methods=["GET"]),
     Route("/dashboard", dashboard, methods=["GET"]),
     Route("/dashboard/login", login, methods=["POST"]),
     Route("/dashboard/logout", logout, methods=["POST"]),

@@ -74,6 +74,10 @@ class Overview:
         ]
 
 
+def _is_ms(value) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isdigit())
+
+
 def _json_lines(raw: list) -> list[dict]:
     out = []
     for line in raw:
@@ -82,8 +86,9 @@ def _json_lines(raw: list) -> list[dict]:
         except ValueError:
             continue
         if isinstance(entry, dict):
-            if entry.get("at"):
-                entry["at"] = iso(entry["at"])
+            for name, value in entry.items():  # `at`, `stale_occurred_at`, ...: epoch ms, shown as times
+                if (name == "at" or name.endswith("_at")) and _is_ms(value):
+                    entry[name] = iso(value)
             out.append(entry)
     return out
 

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from lockhook import defaults
 from lockhook.commands.store import Command
 from receiver.auth import protected
-from receiver.commands_api import IDEMPOTENCY_KEY, CommandRequest, Id, ListQuery
+from receiver.commands_api import IDEMPOTENCY_KEY, CommandRequest, Id, ListQuery, PageQuery
 
 REF = "#/components/schemas/{model}"
 
@@ -39,6 +39,7 @@ class Error(BaseModel):
 class CommandList(BaseModel):
     commands: list[Command]
     count: int
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
 
 
 class LockState(BaseModel):
@@ -55,12 +56,32 @@ class LockState(BaseModel):
     events: list[dict[str, Any]]
 
 
+class Lock(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    device_id: str
+    locked: bool | None
+    occurred_at: str | None = None
+    method: str | None = None
+    performed_via: str | None = None
+    source_event: str | None = None
+    event_type: str | None = None
+    updated_at: str | None = None
+
+
+class LockList(BaseModel):
+    locks: list[Lock]
+    count: int
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
 class WebhookAnswer(BaseModel):
     status: Literal["accepted", "duplicate", "quarantined"]
     delivery_id: str
 
 
-MODELS: tuple[type[BaseModel], ...] = (CommandRequest, Command, CommandList, LockState, WebhookAnswer, Error)
+MODELS: tuple[type[BaseModel], ...] = (CommandRequest, Command, CommandList, LockState, Lock, LockList,
+                                       WebhookAnswer, Error)
 
 
 def schemas() -> dict[str, dict]:
@@ -185,7 +206,8 @@ PATHS: dict[str, dict[str, dict]] = {
                 **PROTECTED,
             }},
         "get": {
-            "summary": "List commands, newest first", "tags": ["commands"],
+            "summary": "List commands, newest first, paged by `next_cursor` (a short page is not the last)",
+        "tags": ["commands"],
             "parameters": query_parameters(ListQuery),
             "responses": {"200": answer("commands", ref(CommandList)), "422": INVALID, **PROTECTED}},
     },
@@ -193,6 +215,10 @@ PATHS: dict[str, dict[str, dict]] = {
         "summary": "One command; `?wait=N` long-polls until it is resolved", "tags": ["commands"],
         "parameters": [path_parameter("command_id", ID), WAIT],
         "responses": {"200": answer("the command", ref(Command)), "404": NOT_FOUND, "422": INVALID, **PROTECTED}}},
+    "/locks": {"get": {
+        "summary": "Every known lock (a device any event was seen for) with its state, most recent event first",
+        "tags": ["locks"], "parameters": query_parameters(PageQuery),
+        "responses": {"200": answer("locks, paged", ref(LockList)), "422": INVALID, **PROTECTED}}},
     "/locks/{device_id}": {"get": {
         "summary": "A lock's state (locked, occurred_at, method / performed_via) and last events", "tags": ["locks"],
         "parameters": [path_parameter("device_id", ID)],
@@ -203,6 +229,8 @@ PATHS: dict[str, dict[str, dict]] = {
     "/openapi.json": {"get": {
         "summary": "This document", "tags": ["ops"],
         "responses": {"200": answer("OpenAPI 3.1 document", {"type": "object"}), **PROTECTED}}},
+    "/": {"get": {"summary": "Leads to the dashboard", "tags": ["dashboard"], "security": [],
+                  "responses": {"303": SEE_DASHBOARD}}},
     "/dashboard": {"get": dashboard("Live HTML dashboard (shows its login form without a token)")},
     "/dashboard/login": {"post": {
         "summary": "Sign in with the API token: sets the session cookie", "tags": ["dashboard"], "security": [],

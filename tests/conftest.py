@@ -171,3 +171,8 @@ def start_worker(settings, tmp_path):
 
 
 PYTHON = sys.executable
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `long` run first: a parallel run starts them early instead of ending on them."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

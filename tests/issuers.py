@@ -19,15 +19,17 @@ from tests.conftest import ROOT, free_port
 SEAM_API_KEY = "seam_apikey1_token"
 SEAM_DEVICE = "august_device_1"
 DEVICE_CLOUD_API_KEY = "dc-test-key-7f3a"
+SEAM_FAKE_DIR = ROOT / "tests" / "seam-fake"  # its own node package: the project root stays Python only
 
 
 class FakeSeam:
     """`@seamapi/fake-seam-connect --seed` on a free port (installed by scripts/test-deps.sh)."""
 
     def __init__(self, log_path: Path):
-        binary = ROOT / "node_modules" / ".bin" / "fake-seam-connect"
+        binary = SEAM_FAKE_DIR / "node_modules" / ".bin" / "fake-seam-connect"
         if not binary.exists() and shutil.which("npm"):  # `make test` installs it first; this covers bare pytest
-            subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], check=True, cwd=ROOT)
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], check=True,
+                           cwd=SEAM_FAKE_DIR)
         if not binary.exists() or not shutil.which("node"):
             raise RuntimeError("the Seam fake needs node and `npm install` (scripts/test-deps.sh does both)")
         self.port = free_port()

@@ -1,8 +1,15 @@
-"""`lockhook dev`: the Procfile's web + worker under honcho, with an embedded Redis and a dev secret if needed."""
+"""`lockhook dev` (`make run`): the Procfile's web + worker under honcho, ready to try with nothing configured.
+
+What is not configured is provided locally: REDIS_URL unset -> its own redis-server with AOF in .lockhook/redis;
+no webhook secret or API token -> generated once into .lockhook/dev.env; DEVICE_CLOUD_URL / SEAM_API_KEY unset ->
+the simulator plays the device cloud and the Seam API, so commands `via: device_cloud` and `via: seam` resolve.
+A second `lockhook dev` finds the first one through .lockhook/dev.json and says where it runs.
+"""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import shutil
@@ -20,6 +27,8 @@ from lockhook.settings import Settings
 
 DEV_DIR = Path(".lockhook")
 DEV_ENV = "dev.env"
+DEV_STATE = "dev.json"  # where the running instance is, for a second `lockhook dev`
+SIMULATOR_KEY_PREFIX = "seam_simulator_"  # the Seam SDK insists on keys starting with seam_
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REDIS_START_TIMEOUT_S = 15.0
 
@@ -36,7 +45,9 @@ def redis_answers(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Nothing listens there. SO_REUSEADDR as servers bind: a just-stopped run's TIME_WAIT sockets do not count."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -150,24 +161,113 @@ def dev_credentials(settings: Settings, dev_dir: Path) -> tuple[dict[str, str], 
 
 @dataclass
 class DevPlan:
-    """What `lockhook dev` will run with: the Redis to use (maybe embedded) and the children's env."""
+    """What `lockhook dev` will run with: the Redis to use (maybe embedded), the simulator, the children's env."""
 
     redis_url: str
     embedded: EmbeddedRedis | None
     env: dict[str, str]
     generated: list[str] = field(default_factory=list)
     port: int = 8000
+    simulated: Simulated | None = None
 
 
 def choose_redis(settings: Settings, dev_dir: Path) -> tuple[str, EmbeddedRedis | None]:
-    """REDIS_URL when set; else a Redis answering on the dev port; else a new embedded one."""
+    """REDIS_URL when set (a shared Redis only when asked for); else an embedded one with its data in dev_dir."""
     if "redis_url" in settings.model_fields_set:
         return settings.redis_url, None
     port = settings.lockhook_dev_redis_port
-    if redis_answers("127.0.0.1", port):
-        return f"redis://127.0.0.1:{port}/0", None
     embedded = EmbeddedRedis(dev_dir / "redis", port if port_is_free(port) else None)
     return embedded.url, embedded
+
+
+@dataclass
+class Simulated:
+    """The simulator standing in for the remotes that are not configured."""
+
+    port: int
+    api_key: str
+    roles: list[str]  # "device cloud", "Seam API"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        if "device cloud" in self.roles:
+            values.update(DEVICE_CLOUD_URL=self.url, DEVICE_CLOUD_API_KEY=self.api_key)
+        if "Seam API" in self.roles:
+            values.update(SEAM_API_KEY=self.api_key, SEAM_ENDPOINT=self.url)
+        return values
+
+    def command(self, receiver_url: str) -> str:
+        return (f"lockhook simulate --host 127.0.0.1 --port {self.port} --receiver-url {receiver_url} "
+                f"--api-key {self.api_key}")
+
+
+def choose_simulator(settings: Settings) -> Simulated | None:
+    """The simulator, for the device cloud when DEVICE_CLOUD_URL is unset and for Seam when SEAM_API_KEY is."""
+    roles = (["device cloud"] if not settings.device_cloud_url else []) + \
+        (["Seam API"] if settings.seam_api_key is None else [])
+    if not roles:
+        return None
+    # a free port, not `lockhook simulate`'s 8090: two `make run`s (or test runs) never race for one port
+    return Simulated(free_port(), SIMULATOR_KEY_PREFIX + secrets.token_urlsafe(12), roles)
+
+
+def running_instance(dev_dir: Path) -> dict | None:
+    """The `lockhook dev` already running from this folder (its state file, its pid alive, its web answering)."""
+    path = dev_dir / DEV_STATE
+    try:
+        state = json.loads(path.read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        import httpx
+
+        httpx.get(state["url"] + "/healthz", timeout=2)
+    except Exception:  # not answering: starting, or stuck; still the one that owns this folder's Redis
+        state["answering"] = False
+    return state
+
+
+def already_running_message(state: dict) -> str:
+    lines = [f"lockhook dev is already running from this folder (pid {state['pid']}):",
+             f"  dashboard   {state['url']}/dashboard",
+             f"  api         {state['url']}",
+             "  stop it with Ctrl-C in its terminal (or `kill {pid}`), or start another one with PORT=... "
+             "from another folder".format(pid=state["pid"])]
+    if state.get("answering") is False:
+        lines.insert(1, "  (it does not answer yet: starting or stuck)")
+    return "\n".join(lines)
+
+
+def write_state(dev_dir: Path, plan: DevPlan) -> Path:
+    path = dev_dir / DEV_STATE
+    dev_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": os.getpid(), "url": f"http://127.0.0.1:{plan.port}",
+                                "redis_url": plan.redis_url}))
+    return path
+
+
+def check_port_free(port: int) -> None:
+    """The web port must be free: say who has it instead of uvicorn's "address in use" after the banner."""
+    if port_is_free(port) and port_is_free(port, "0.0.0.0"):
+        return
+    hint = f"run with another port: PORT={port + 1} make run"
+    try:
+        import httpx
+
+        answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        if answer.headers.get("content-type", "").startswith("application/json") and "redis" in answer.text:
+            raise ConfigError(f"a lockhook already answers on http://127.0.0.1:{port} (started from another "
+                              f"folder?): use it, stop it, or {hint}")
+    except ConfigError:
+        raise
+    except Exception:  # not HTTP, or not lockhook's: some other program
+        pass
+    raise ConfigError(f"port {port} is in use by another program: {hint}")
 
 
 def procfile_path() -> Path:
@@ -181,6 +281,8 @@ def child_env(settings: Settings, redis_url: str, extra: dict[str, str]) -> dict
     env["REDIS_URL"] = redis_url
     env["PORT"] = str(settings.port)
     env["PYTHONUNBUFFERED"] = "1"
+    if not settings.log_format and sys.stdout.isatty():  # the children write to honcho's pipe, not a terminal
+        env["LOG_FORMAT"] = "text"
     bin_dir = str(Path(sys.executable).parent)  # uvicorn and lockhook of this install
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     return env
@@ -201,43 +303,73 @@ def lockhook_command() -> str:
 def banner(plan: DevPlan, dev_dir: Path) -> str:
     base = f"http://127.0.0.1:{plan.port}"
     env = plan.env
-    secret_note = ("generated, kept in " + str(dev_dir / DEV_ENV)) if "SEAM_WEBHOOK_SECRET" in plan.generated \
-        else "from SEAM_WEBHOOK_SECRET"
-    redis_note = f"embedded, data in {plan.embedded.data_dir}" if plan.embedded else "existing server"
+    kept = f"generated, kept in {dev_dir / DEV_ENV}"
+    secret_note = kept if "SEAM_WEBHOOK_SECRET" in plan.generated else "from SEAM_WEBHOOK_SECRET"
+    redis_note = f"embedded, AOF data in {plan.embedded.data_dir}" if plan.embedded else "from REDIS_URL"
     secret = env["SEAM_WEBHOOK_SECRET"] if "SEAM_WEBHOOK_SECRET" in plan.generated else "<your SEAM_WEBHOOK_SECRET>"
+    token = env.get("LOCKHOOK_API_TOKEN") if "LOCKHOOK_API_TOKEN" in plan.generated else "$LOCKHOOK_API_TOKEN"
     lines = [
         "lockhook dev",
-        f"  redis       {plan.redis_url} ({redis_note})",
+        f"  dashboard   {base}/dashboard",
+        f"  api         {base}/commands   (OpenAPI: {base}/openapi.json)",
         f"  webhooks    {base}/webhooks/seam",
         f"              {base}/webhooks/device-cloud",
+        f"  redis       {_without_password(plan.redis_url)} ({redis_note})",
         f"  secret      {secret} ({secret_note})",
     ]
     if "LOCKHOOK_API_TOKEN" in plan.generated:
-        lines.append(f"  api token   {env['LOCKHOOK_API_TOKEN']} (generated, kept in {dev_dir / DEV_ENV})")
+        lines.append(f"  api token   {token} ({kept})")
+    if plan.simulated:
+        unset = " / ".join(("DEVICE_CLOUD_URL" if r == "device cloud" else "SEAM_API_KEY")
+                           for r in plan.simulated.roles)
+        lines.append(f"  simulator   {plan.simulated.url} plays the {' and the '.join(plan.simulated.roles)} "
+                     f"({unset} unset)")
+    vias = [via for via, name in (("device_cloud", "DEVICE_CLOUD_URL"), ("seam", "SEAM_API_KEY")) if env.get(name)]
+    lines += [f"  health      {base}/healthz", "  try it, in another terminal:"]
+    for via in vias:
+        lines.append(f"    curl -s {base}/commands -H 'authorization: Bearer {token}' "
+                     f"-H 'content-type: application/json' "
+                     f"""-d '{{"device_id": "front_door", "action": "unlock", "via": "{via}"}}'""")
     lines += [
-        f"  health      {base}/healthz",
-        "  next, in another terminal:",
-        f"    {lockhook_command()} replay tests/fixtures/deliveries --url {base} --secret {secret}",
+        f"    {lockhook_command()} replay tests/fixtures/deliveries --url {base}",
         "  Ctrl-C stops everything.",
         "",
     ]
     return "\n".join(lines)
 
 
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else url
+
+
 def run(settings: Settings, dev_dir: Path = DEV_DIR) -> int:
-    """Run web + worker (and maybe Redis) until Ctrl-C; returns the exit code."""
+    """Run web + worker (and maybe Redis and the simulator) until Ctrl-C; returns the exit code."""
     from honcho.environ import parse_procfile
     from honcho.manager import Manager
 
+    running = running_instance(dev_dir)
+    if running is not None:
+        print(already_running_message(running), flush=True)
+        return 0
+    check_port_free(settings.port)
     procfile = procfile_path()
-    processes = parse_procfile(procfile.read_text()).processes
+    processes = dict(parse_procfile(procfile.read_text()).processes)
     redis_url, embedded = choose_redis(settings, dev_dir)
     extra, generated = dev_credentials(settings, dev_dir)
-    plan = DevPlan(redis_url, embedded, {}, generated, settings.port)
+    simulated = choose_simulator(settings)
+    if simulated is not None:
+        extra.update(simulated.env())
+        processes["simulator"] = simulated.command(f"http://127.0.0.1:{settings.port}")
+    plan = DevPlan(redis_url, embedded, {}, generated, settings.port, simulated)
+    state = None
     try:
         if embedded is not None:
             embedded.start()
         plan.env = child_env(settings, redis_url, extra)
+        state = write_state(dev_dir, plan)
         print(banner(plan, dev_dir), flush=True)
         manager = Manager()
         for name, command in processes.items():
@@ -246,6 +378,8 @@ def run(settings: Settings, dev_dir: Path = DEV_DIR) -> int:
         # stopped by Ctrl-C / SIGTERM (honcho's 130 / 143) is a clean stop; a crashed child keeps its code
         return 0 if manager.returncode in (130, 143) else (manager.returncode or 0)
     finally:
+        if state is not None:
+            state.unlink(missing_ok=True)
         if embedded is not None:
             embedded.stop()
             print("redis stopped", flush=True)

@@ -28,7 +28,9 @@ def _redis_errors(fn):
         try:
             return fn(*args, **kwargs)
         except RedisError as exc:
-            typer.echo(f"lockhook: redis unavailable ({type(exc).__name__})", err=True)
+            from tools.cli_messages import explain, say
+
+            say(explain(exc))
             raise typer.Exit(3) from None
 
     return wrapper

@@ -1,7 +1,12 @@
-"""Replay recorded deliveries against a receiver, re-signed with fresh timestamps, and sign one by hand."""
+"""Replay recorded deliveries or bare event bodies against a receiver, signed with fresh timestamps; sign by hand.
+
+Inputs: fixtures ({"endpoint", "headers", "body"}: what RECORD_DIR writes), or bare event bodies as Seam's docs,
+`events.list` (`{"events": [...]}`) or a support ticket give them, in JSON files, JSONL files or folders.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import sys
@@ -86,16 +91,68 @@ def classify(response: httpx.Response) -> tuple[str, str]:
     return "rejected", f"HTTP {response.status_code}" + (f" {error}" if error else "")
 
 
-def load(paths: list[str]) -> list[tuple[str, dict]]:
-    """All fixtures under these paths, validated enough to replay."""
+def is_fixture(data) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("body"), str) and "endpoint" in data
+
+
+def bare_fixture(event: dict, endpoint: str) -> dict:
+    """A bare event body as a delivery; its id comes from the content, so a second replay is a duplicate."""
+    body = json.dumps(event, separators=(",", ":"))
+    digest = hashlib.sha256(f"{endpoint}\n{body}".encode()).hexdigest()[:32]
+    return {"endpoint": endpoint, "headers": {"svix-id": f"msg_{digest}"}, "body": body}
+
+
+def _files(paths: list[str]) -> list[Path]:
+    files = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise ConfigError(f"no such file or folder: {raw}")
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl") and p.is_file())
+            if not found:
+                raise ConfigError(f"{raw}: no .json or .jsonl files in this folder")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+def _entries(source: str, data) -> list[tuple[str, object]]:
+    """One parsed document as its deliveries: a fixture, an event, a list of them, or `{"events": [...]}`."""
+    if isinstance(data, dict) and isinstance(data.get("events"), list) and not is_fixture(data):
+        return [(f"{source}#events[{i}]", item) for i, item in enumerate(data["events"])]
+    if isinstance(data, list):
+        return [(f"{source}[{i}]", item) for i, item in enumerate(data)]
+    return [(source, data)]
+
+
+def load(paths: list[str], endpoint: str | None = None) -> list[tuple[str, dict]]:
+    """Every delivery under these paths, validated enough to replay; bare bodies go to `endpoint`."""
+    if endpoint is not None and endpoint not in ENDPOINTS:
+        raise ConfigError(f"--endpoint must be one of {', '.join(ENDPOINTS)}")
     items = []
-    for source, fixture in read_fixtures(*paths):
-        if not isinstance(fixture, dict) or not isinstance(fixture.get("body"), str):
-            raise ConfigError(f"{source}: not a fixture (needs endpoint, headers, body)")
-        if fixture.get("endpoint") not in ENDPOINTS:
-            raise ConfigError(f"{source}: endpoint must be one of {', '.join(ENDPOINTS)}")
-        fixture.setdefault("headers", {})
-        items.append((source, fixture))
+    for file in _files(paths):
+        try:
+            documents = list(read_fixtures(file))
+        except ValueError as exc:
+            raise ConfigError(f"{file}: not JSON ({exc})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file}: not a text file") from None
+        for source, data in (entry for doc in documents for entry in _entries(*doc)):
+            if is_fixture(data):
+                if data["endpoint"] not in ENDPOINTS:
+                    raise ConfigError(f"{source}: endpoint must be one of {', '.join(ENDPOINTS)}")
+                data.setdefault("headers", {})
+                items.append((source, data))
+            elif isinstance(data, dict) and isinstance(data.get("event_type"), str):
+                if endpoint is None:
+                    raise ConfigError(f"{source}: a bare event body; say where it goes with "
+                                      "--endpoint seam or --endpoint device-cloud")
+                items.append((source, bare_fixture(data, endpoint)))
+            else:
+                raise ConfigError(f"{source}: neither an event body (no event_type) nor a recorded delivery "
+                                  "(endpoint, headers, body)")
     return items
 
 
@@ -130,8 +187,13 @@ def replay(items: list[tuple[str, dict]], url: str, secrets: dict[str, str | lis
                     response = client.post(f"{url.rstrip('/')}/webhooks/{endpoint}", headers=headers,
                                            content=fixture["body"].encode())
                     outcome, reason = classify(response)
+                except (httpx.ConnectError, httpx.ConnectTimeout):  # nothing listens: every other one would fail too
+                    from tools.cli_messages import unreachable
+
+                    done = f" ({len(report.results)} of {len(items)} delivered before)" if report.results else ""
+                    raise ConfigError(unreachable(url) + done) from None
                 except httpx.HTTPError as exc:
-                    outcome, reason = "rejected", f"{type(exc).__name__}"
+                    outcome, reason = "rejected", f"{type(exc).__name__} (no answer)"
                 if reason != "HTTP 401 invalid_signature":
                     break
             result = Result(source, endpoint, delivery_id, outcome, reason)
@@ -165,23 +227,44 @@ def render_summary(report: ReplayReport, console) -> None:
         console.print(why)
 
 
+def check_reachable(url: str) -> None:
+    """Before the progress bar: nothing listening there is one clear error, not a column of failures."""
+    from tools.cli_messages import unreachable
+
+    try:
+        httpx.get(f"{url.rstrip('/')}/healthz", timeout=10)
+    except httpx.TransportError as exc:
+        raise ConfigError(unreachable(url, "" if isinstance(exc, httpx.ConnectError) else type(exc).__name__)) \
+            from None
+
+
 def run_replay(paths: list[str], url: str, secrets: dict[str, str | list[str]], rate: float | None,
-               new_ids: bool) -> int:
+               new_ids: bool, endpoint: str | None = None) -> int:
     """The CLI: progress bar, summary table, exit code 1 when anything was rejected."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(width=None if sys.stdout.isatty() else 140)
-    items = load(paths)
+    items = load(paths, endpoint)
     if not items:
         console.print("no deliveries found in " + " ".join(paths))
         return 1
+    check_reachable(url)
     with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         task = progress.add_task("replay", total=len(items))
         report = replay(items, url, secrets, rate, new_ids, on_result=lambda _: progress.advance(task))
     render_summary(report, console)
     return 1 if report.rejected else 0
+
+
+def endpoint_of(path: str | Path) -> str | None:
+    """The endpoint a recorded delivery file was for (None for a raw body)."""
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except ValueError:
+        return None
+    return data["endpoint"] if is_fixture(data) and data["endpoint"] in ENDPOINTS else None
 
 
 def sign_file(path: str | Path, secret: str, delivery_id: str | None = None, timestamp: int | None = None,

@@ -261,6 +261,22 @@ class CommandStore:
                 break
         return found[:limit]
 
+    def page(self, device_id: str | None = None, status: str | None = None, limit: int = 50,
+             cursor: str | None = None) -> tuple[list[Command], str | None]:
+        """Newest first, from `cursor` on; (commands, next cursor or None at the end). Raises BadCursor."""
+        from lockhook.paging import page
+
+        index = keys.device_commands(device_id) if device_id else keys.COMMANDS
+
+        def keep(ids: list[str]) -> list[Command | None]:
+            pipe = self.redis.pipeline(transaction=False)
+            for command_id in ids:
+                pipe.hgetall(keys.command(command_id))
+            commands = [Command.from_hash(raw) if raw else None for raw in pipe.execute()]
+            return [c if c is not None and (status is None or c.status == status) else None for c in commands]
+
+        return page(self.redis, index, cursor, limit, keep)
+
     def timeline(self, command_id: str) -> list[dict]:
         return [json.loads(x) for x in self.redis.lrange(keys.command_timeline(command_id), 0, -1)]
 

@@ -57,3 +57,15 @@ def recent_events(client, limit: int = 50) -> list[dict]:
 def known_devices(client, limit: int = 200) -> list[str]:
     """Devices with events, most recently active first."""
     return [d.decode() for d in client.zrevrange(keys.DEVICES, 0, limit - 1)]
+
+
+def lock_page(client, limit: int = 50, cursor: str | None = None) -> tuple[list[dict], str | None]:
+    """Every device an event was seen for, most recent event first, with its state (locked None when unknown)."""
+    from lockhook.paging import page
+
+    def keep(device_ids: list[str]) -> list[dict]:
+        return [lock_state(client, d) or {"device_id": d, "locked": None, "occurred_at": None, "method": None,
+                                           "performed_via": None, "source_event": None, "event_type": None,
+                                           "updated_at": None} for d in device_ids]
+
+    return page(client, keys.DEVICES, cursor, limit, keep)

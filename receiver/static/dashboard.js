@@ -6,9 +6,10 @@
     root.querySelectorAll("time[datetime]").forEach(function (el) {
       var d = new Date(el.getAttribute("datetime"));
       if (!isNaN(d)) {
+        var options = { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" };
+        if (d.getFullYear() !== new Date().getFullYear()) options.year = "numeric";  // never an ambiguous date
         el.title = el.getAttribute("datetime");
-        el.textContent = d.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit",
-                                                minute: "2-digit", second: "2-digit" });
+        el.textContent = d.toLocaleString([], options);
       }
     });
   }

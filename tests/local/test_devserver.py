@@ -89,8 +89,10 @@ def test_dev_runs_everything_and_stops_on_ctrl_c(settings, tmp_path):
 def test_redis_choice(redis_proc, tmp_path):
     explicit = Settings(redis_url="redis://127.0.0.1:1/3")
     assert choose_redis(explicit, tmp_path) == ("redis://127.0.0.1:1/3", None)
-    existing = Settings(lockhook_dev_redis_port=redis_proc.port)
-    assert choose_redis(existing, tmp_path) == (f"redis://127.0.0.1:{redis_proc.port}/0", None)
+    # a Redis already answering on the dev port is not shared unless asked for (REDIS_URL): an embedded one
+    # on another port keeps this folder's data apart
+    url, embedded = choose_redis(Settings(lockhook_dev_redis_port=redis_proc.port), tmp_path)
+    assert embedded is not None and embedded.port != redis_proc.port and url == embedded.url
     port = free_port()
     url, embedded = choose_redis(Settings(lockhook_dev_redis_port=port), tmp_path)
     assert url == f"redis://127.0.0.1:{port}/0" and embedded is not None and embedded.proc is None
