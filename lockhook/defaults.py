@@ -128,3 +128,12 @@ RECONCILE_PAGE = 500
 
 RECONCILE_MAX_PAGES = 200
 """One reconcile reads at most this many pages (a run that hits it says so; the next run goes on)."""
+
+DASHBOARD_SESSION_TTL_S = 7 * 24 * 3600
+"""A dashboard sign-in lasts this long (the session's Redis key and its cookie expire together)."""
+
+AUTH_FAILURES_MAX = 10
+"""Failed sign-ins and wrong bearer tokens allowed per client address in one window; then 429."""
+
+AUTH_FAILURE_WINDOW_S = 60
+"""The fixed window the failures are counted in, from an address's first failure; `Retry-After` is its rest."""

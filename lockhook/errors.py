@@ -12,6 +12,8 @@ LockhookError
  ├── StorageUnavailable               503 storage_unavailable
  ├── ApiDisabled                      503 api_disabled
  ├── Unauthorized                     401 unauthorized
+ ├── CrossOriginRefused               403 cross_origin_refused (a state-changing dashboard post from another site)
+ ├── TooManyAttempts                  429 too_many_attempts (failed sign-ins / bearer tokens from one address)
  ├── NotFound                         404 not_found (unknown routes too, and ids outside lockhook.ids)
  ├── MethodNotAllowed                 405 method_not_allowed
  ├── ValidationFailed                 422 validation_error
@@ -97,6 +99,24 @@ class ApiDisabled(LockhookError):
 class Unauthorized(LockhookError):
     status_code = 401
     code = "unauthorized"
+
+
+class CrossOriginRefused(LockhookError):
+    """A dashboard post whose Origin is another site, `null`, or absent from a cross-site fetch."""
+
+    status_code = 403
+    code = "cross_origin_refused"
+
+
+class TooManyAttempts(LockhookError):
+    """Too many failed sign-ins or wrong tokens from this address: try again after `retry_after_s`."""
+
+    status_code = 429
+    code = "too_many_attempts"
+
+    def __init__(self, message: str | None = None, retry_after_s: int = 1):
+        super().__init__(message, retry_after_s=retry_after_s)
+        self.retry_after_s = retry_after_s
 
 
 class NotFound(LockhookError):

@@ -111,3 +111,13 @@ def notification_guard(outcome_id: str) -> str:
 RECONCILE_WATERMARK = PREFIX + "reconcile:watermark"  # ms: newest Seam event created_at reconciled so far
 RECONCILE_LOCK = PREFIX + "reconcile:running"  # held by the one process running a periodic reconcile
 RECONCILE_STATS = PREFIX + "stats:reconciled"  # hash: result (stored|duplicate) -> count
+
+
+def dashboard_session(session_digest: str) -> str:
+    """String: a dashboard session (keyed by the SHA-256 of its id) -> digest of the token it was made with."""
+    return f"{PREFIX}session:{session_digest}"
+
+
+def auth_failures(client_address: str) -> str:
+    """Counter: failed sign-ins / bearer tokens from one client address in the current window (expires)."""
+    return f"{PREFIX}throttle:auth:{client_address}"

@@ -15,7 +15,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match
 
 from lockhook import defaults, jobs
-from lockhook.errors import ConfigError, LockhookError, MethodNotAllowed, NotFound, StorageUnavailable
+from lockhook.errors import (
+    ConfigError,
+    LockhookError,
+    MethodNotAllowed,
+    NotFound,
+    StorageUnavailable,
+    TooManyAttempts,
+)
 from lockhook.ingest.fixtures import write_fixture
 from lockhook.ingest.inbox import Inbox
 from lockhook.ingest.signatures import check_secrets
@@ -30,6 +37,8 @@ log = logging.getLogger("lockhook.receiver")
 
 async def _lockhook_error(request: Request, exc: LockhookError) -> JSONResponse:
     headers = {"Retry-After": str(defaults.RETRY_AFTER_S)} if isinstance(exc, StorageUnavailable) else None
+    if isinstance(exc, TooManyAttempts):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=headers)
 
 

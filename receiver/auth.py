@@ -1,4 +1,4 @@
-"""Bearer-token check for the commands API, OpenAPI, metrics and dashboard: never open by default."""
+"""Bearer-token check for the commands API, OpenAPI, metrics and dashboard: never open by default, throttled."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lockhook.errors import ApiDisabled, Unauthorized
+from receiver import throttle
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -22,21 +23,31 @@ def bearer_token(request: Request) -> str | None:
     return value.strip() or None
 
 
-def is_authorized(request: Request) -> bool:
-    """True when the request carries the configured token (compared in constant time)."""
+def is_correct_token(given: str, expected: str) -> bool:
+    """Constant-time comparison; bytes, because compare_digest refuses non-ASCII str (headers are latin-1)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
+
+
+async def check_bearer(request: Request) -> bool:
+    """True for the configured bearer token, False for none or a wrong one (counted by the throttle).
+
+    TooManyAttempts (429) when the caller's address is throttled, whatever the token; a request without
+    a token is no guess and touches nothing.
+    """
     expected = request.app.state.settings.api_token
     given = bearer_token(request)
     if not expected or given is None:
         return False
-    # bytes, because compare_digest refuses non-ASCII str; the header arrives as latin-1 text
-    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
+    correct = is_correct_token(given, expected)
+    await throttle.attempt(request, correct)
+    return correct
 
 
-def require_token(request: Request) -> None:
+async def require_token(request: Request) -> None:
     """Raise ApiDisabled (503) when no token is configured, Unauthorized (401) when it is not presented."""
     if not request.app.state.settings.api_token:
         raise ApiDisabled("LOCKHOOK_API_TOKEN is not set: the API is disabled")
-    if not is_authorized(request):
+    if not await check_bearer(request):
         raise Unauthorized("a valid bearer token is required (Authorization: Bearer <LOCKHOOK_API_TOKEN>)")
 
 
@@ -45,7 +56,7 @@ def protected(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def wrapper(request: Request) -> Response:
-        require_token(request)
+        await require_token(request)
         return await handler(request)
 
     return wrapper

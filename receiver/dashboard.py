@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 from functools import cache
@@ -18,58 +16,44 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from lockhook import defaults
-from lockhook.errors import ApiDisabled, NotFound, StorageUnavailable, Unauthorized, ValidationFailed
+from lockhook.errors import ApiDisabled, NotFound, StorageUnavailable, Unauthorized
 from lockhook.ids import is_id
 from lockhook.notifications.store import NotificationStore
 from receiver import dashboard_data as data
-from receiver import live, templating
-from receiver.auth import is_authorized
+from receiver import live, sessions, templating, throttle
+from receiver.auth import check_bearer, is_correct_token
+from receiver.body import read_body
+from receiver.origin import require_same_origin
+from receiver.sessions import COOKIE  # noqa: F401  (the cookie's name, for tests and tools)
 from receiver.templating import templates
 
 log = logging.getLogger("lockhook.dashboard")
 
-COOKIE = "lockhook_session"
-COOKIE_MAX_AGE_S = 7 * 24 * 3600
-LOGIN_BODY_MAX = 4096
+LOGIN_BODY_MAX = 4096  # a form with one token: 413 past this, 408 when not sent within BODY_READ_TIMEOUT_S
 LOGIN_FIELDS = ("token", "api_token", "password")  # the form sends `token`; scripts may use the others
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
                                "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # not no-referrer: with it browsers post `Origin: null`
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
 
 
-def session_value(token: str) -> str:
-    """The cookie holds a value derived from the token, not the token: a leaked cookie is not an API key."""
-    return hmac.new(token.encode(), b"lockhook dashboard session v1", hashlib.sha256).hexdigest()
-
-
-def _signed_in(request: Request) -> bool:
-    token = request.app.state.settings.api_token
-    if not token:
+async def _signed_in(request: Request) -> bool:
+    """A bearer token (checked first: it needs no Redis) or a live session cookie."""
+    if not request.app.state.settings.api_token:
         return False
-    cookie = request.cookies.get(COOKIE)
-    if cookie and hmac.compare_digest(cookie.encode("utf-8", "surrogateescape"), session_value(token).encode()):
-        return True
-    return is_authorized(request)
+    return await check_bearer(request) or await sessions.is_valid(request)
 
 
-def require_session(request: Request) -> None:
+async def require_session(request: Request) -> None:
     """503 api_disabled without a configured token, 401 unauthorized without the cookie or bearer token."""
     if not request.app.state.settings.api_token:
         raise ApiDisabled("LOCKHOOK_API_TOKEN is not set: the dashboard is disabled")
-    if not _signed_in(request):
+    if not await _signed_in(request):
         raise Unauthorized("sign in at /dashboard or send Authorization: Bearer <LOCKHOOK_API_TOKEN>")
-
-
-def _same_origin(request: Request) -> None:
-    """State-changing posts must come from this site (the cookie is SameSite=Strict too)."""
-    origin = request.headers.get("origin")
-    if origin and origin != "null" and origin.split("://", 1)[-1] != request.headers.get("host", ""):
-        raise Unauthorized("cross-site request refused")
 
 
 def _page(request: Request, template: str, context: dict, status_code: int = 200) -> HTMLResponse:
@@ -90,7 +74,7 @@ async def _read(fn, *args):
 
 
 async def dashboard(request: Request) -> Response:
-    if not request.app.state.settings.api_token or not _signed_in(request):
+    if not request.app.state.settings.api_token or not await _signed_in(request):
         return _login_page(request)
     filters = data.Filters.from_query(request.query_params)
     overview = await _read(data.overview, request.app.state.sync_redis, filters)
@@ -101,40 +85,35 @@ async def login(request: Request) -> Response:
     settings = request.app.state.settings
     if not settings.api_token:
         return _login_page(request)
-    _same_origin(request)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > LOGIN_BODY_MAX:
-            raise ValidationFailed("login form too large")
+    require_same_origin(request)
+    body = await read_body(request, LOGIN_BODY_MAX)
     try:
         form = parse_qs(body.decode("utf-8"), max_num_fields=5)
         token = next((form[k][0] for k in LOGIN_FIELDS if form.get(k)), "").strip()
     except (UnicodeDecodeError, ValueError):
         token = ""
-    if not token or not hmac.compare_digest(token.encode(), settings.api_token.encode()):
+    correct = bool(token) and is_correct_token(token, settings.api_token)
+    if token:
+        await throttle.attempt(request, correct)  # 429 from a throttled address, right token or not
+    if not correct:
         log.info("dashboard sign-in refused")
         return _login_page(request, "That is not the API token.", 401)
     response = RedirectResponse("/dashboard", status_code=303, headers=SECURITY_HEADERS)
-    response.set_cookie(COOKIE, session_value(settings.api_token), max_age=COOKIE_MAX_AGE_S, path="/dashboard",
-                        httponly=True, samesite="strict", secure=_https(request))
+    sessions.set_cookie(request, response, await sessions.create(request))
     return response
 
 
-def _https(request: Request) -> bool:
-    """Behind a PaaS router TLS ends at the proxy, which says so in X-Forwarded-Proto."""
-    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-    return request.url.scheme == "https" or forwarded == "https"
-
-
 async def logout(request: Request) -> Response:
+    """End the session in Redis (the cookie stops working everywhere), then clear it in this browser."""
+    require_same_origin(request)
+    await sessions.revoke(request)
     response = RedirectResponse("/dashboard", status_code=303, headers=SECURITY_HEADERS)
-    response.delete_cookie(COOKIE, path="/dashboard", httponly=True, samesite="strict")
+    sessions.clear_cookie(response)
     return response
 
 
 async def command(request: Request) -> Response:
-    require_session(request)
+    await require_session(request)
     command_id = request.path_params["command_id"]
     if not is_id(command_id):  # would name a key of another type
         raise NotFound("no such command")
@@ -146,8 +125,8 @@ async def command(request: Request) -> Response:
 
 async def resend(request: Request) -> Response:
     """Re-send a failed notification (same id and body, a new round of attempts) via the notifications store."""
-    require_session(request)
-    _same_origin(request)
+    require_same_origin(request)
+    await require_session(request)
     nid = request.path_params["notification_id"]
     if not is_id(nid):
         raise NotFound("no such notification")
@@ -183,7 +162,7 @@ def _hub(state) -> live.LiveHub:
 
 async def events(request: Request) -> Response:
     """Server-sent events: the page's sections, re-rendered whenever what they show has changed."""
-    require_session(request)
+    await require_session(request)
     state = request.app.state
     view = "command" if request.query_params.get("view") == "command" else "overview"
     command_id = request.query_params.get("id")
@@ -220,7 +199,7 @@ def _asset(name: str) -> bytes:
 
 
 async def script(request: Request) -> Response:
-    require_session(request)
+    await require_session(request)
     return Response(_asset("dashboard.js"), media_type="text/javascript",
                     headers={**SECURITY_HEADERS, "Cache-Control": "private, max-age=300"})
 

@@ -129,7 +129,7 @@ def test_pages_show_commands_locks_and_escaped_deliveries(client, r):
 def test_resend_refuses_cross_site_and_unknown(client):
     login(client)
     cross = client.post("/dashboard/notifications/n1/retry", headers={"origin": "https://evil.example"})
-    assert cross.status_code == 401
+    assert cross.status_code == 403 and cross.json()["error"] == "cross_origin_refused"
     assert client.post("/dashboard/notifications/n1/retry").status_code == 404
 
 
