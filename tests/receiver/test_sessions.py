@@ -108,6 +108,15 @@ def test_concurrent_guesses_do_not_slip_past_the_limit(start_web):
     assert answers.count(429) == 300 - defaults.AUTH_FAILURES_MAX
 
 
+def test_web_processes_share_the_count(start_web):
+    bases = [start_web(), start_web()]
+    for n in range(defaults.AUTH_FAILURES_MAX):
+        wrong = httpx.get(bases[n % 2] + "/openapi.json", headers={"authorization": f"Bearer guess-{n}"})
+        assert wrong.status_code == 401
+    for base in bases:
+        assert httpx.get(base + "/openapi.json", headers={"authorization": "Bearer one-more"}).status_code == 429
+
+
 def test_without_redis_the_throttle_fails_open_and_the_token_check_stays(start_web):
     base = start_web(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     for n in range(defaults.AUTH_FAILURES_MAX + 5):
