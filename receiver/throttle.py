@@ -22,7 +22,7 @@ import time
 from redis.exceptions import RedisError
 from starlette.requests import Request
 
-from lockhook import defaults, keys
+from lockhook import defaults
 from lockhook.errors import TooManyAttempts
 from lockhook.scripts import Scripts
 
@@ -49,9 +49,7 @@ async def attempt(request: Request, correct: bool) -> None:
     address = client_address(request)
     try:
         allowed, value = await _scripts(request.app.state).auth_attempt(
-            keys=[keys.auth_failures(address)],
-            args=Scripts.args(int(time.time() * 1000), int(correct), defaults.AUTH_FAILURES_MAX,
-                              defaults.AUTH_FAILURE_WINDOW_S))
+            args=Scripts.args(int(time.time() * 1000), address, int(correct)))
     except (RedisError, OSError) as exc:
         _storage_failed(exc)
         return

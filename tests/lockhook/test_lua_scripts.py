@@ -162,6 +162,7 @@ def test_every_key_the_scripts_write_is_named_in_keys_py(r):
                    "seam", "msg_a", "event", "{}", _body({"event_type": "lock.locked"}),
                    "seam", "msg_q", "quarantine", "{}", b"not json"]
     assert scripts.ingest(args=Scripts.args(now, *ingest_args)) == [1, 0, 1, 1]
+    assert scripts.auth_attempt(args=Scripts.args(now, "192.0.2.1", 0)) == [1, 1]  # a wrong token, counted
 
     by_custom, _ = store.register("dev_k", "unlock", "device_cloud", custom_id="req_k", idempotency_key="idem_k",
                                   schedule_expiry=False)
