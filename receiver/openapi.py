@@ -141,7 +141,11 @@ RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "se
 INVALID = answer("field errors (`errors`: loc, msg, type)", error())
 NOT_FOUND = answer("unknown id", error("not_found"))
 STORAGE = answer("Redis unavailable", error("storage_unavailable"), headers=RETRY_AFTER)
-PROTECTED = {"401": answer("missing or wrong bearer token", error("unauthorized")),
+THROTTLED = answer("too many failed sign-ins or wrong tokens from this address (any token: retry after the header)",
+                   error("too_many_attempts"), headers=RETRY_AFTER)
+CROSS_ORIGIN = answer("Origin is null or another host, or a cross-site fetch without Origin",
+                      error("cross_origin_refused"))
+PROTECTED = {"401": answer("missing or wrong bearer token", error("unauthorized")), "429": THROTTLED,
              "503": answer("LOCKHOOK_API_TOKEN is not set: the API is off", error("api_disabled"))}
 SEE_DASHBOARD = answer("to the dashboard", headers={"Location": {"schema": TEXT}})
 
@@ -237,10 +241,14 @@ PATHS: dict[str, dict[str, dict]] = {
         "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
             "type": "object", "properties": {"token": TEXT}}}}},
         "responses": {"303": SEE_DASHBOARD, "401": answer("not the API token", TEXT, "text/html"),
-                      "422": INVALID, "503": answer("LOCKHOOK_API_TOKEN is not set", TEXT, "text/html")}}},
+                      "403": CROSS_ORIGIN, "408": answer("body not received in time", error("body_read_timeout")),
+                      "413": answer("body too large", error("payload_too_large")), "422": INVALID,
+                      "429": THROTTLED,
+                      "503": answer("LOCKHOOK_API_TOKEN is not set (or Redis unavailable)", TEXT, "text/html")}}},
     "/dashboard/logout": {"post": {
-        "summary": "Sign out: clears the session cookie", "tags": ["dashboard"], "security": [],
-        "responses": {"303": SEE_DASHBOARD}}},
+        "summary": "Sign out: ends the session (its cookie stops working) and clears the cookie",
+        "tags": ["dashboard"], "security": [],
+        "responses": {"303": SEE_DASHBOARD, "403": CROSS_ORIGIN, "503": STORAGE}}},
     "/dashboard/events": {"get": dashboard(
         "Server-sent events: the page's sections, re-rendered whenever what they show has changed",
         media_type="text/event-stream")},
@@ -248,7 +256,8 @@ PATHS: dict[str, dict[str, dict]] = {
                                                           **{"404": NOT_FOUND})},
     "/dashboard/notifications/{notification_id}/retry": {"post": dashboard(
         "Re-send a failed notification (same id and body, a new round of attempts)", media_type="application/json",
-        params=("notification_id",), **{"202": answer("re-sent"), "303": SEE_DASHBOARD, "404": NOT_FOUND})},
+        params=("notification_id",),
+        **{"202": answer("re-sent"), "303": SEE_DASHBOARD, "403": CROSS_ORIGIN, "404": NOT_FOUND})},
     "/dashboard/static/dashboard.js": {"get": dashboard("The dashboard's script", media_type="text/javascript")},
     "/dashboard/static/dashboard.css": {"get": dashboard("The dashboard's style sheet", media_type="text/css",
                                                          public=True)},
