@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from lockhook import defaults
-from lockhook.errors import ApiDisabled, NotFound, StorageUnavailable, Unauthorized
+from lockhook.errors import ApiDisabled, NotFound, StorageUnavailable, TooManyAttempts, Unauthorized
 from lockhook.ids import is_id
 from lockhook.notifications.store import NotificationStore
 from receiver import dashboard_data as data
@@ -94,7 +94,15 @@ async def login(request: Request) -> Response:
         token = ""
     correct = bool(token) and is_correct_token(token, settings.api_token)
     if token:
-        await throttle.attempt(request, correct)  # 429 from a throttled address, right token or not
+        try:
+            await throttle.attempt(request, correct)  # 429 from a throttled address, right token or not
+        except TooManyAttempts as refused:
+            if "text/html" not in request.headers.get("accept", ""):
+                raise
+            page = _login_page(request, f"Too many failed sign-ins from this address: try again in "
+                                        f"{refused.retry_after_s} s.", 429)
+            page.headers["Retry-After"] = str(refused.retry_after_s)
+            return page
     if not correct:
         log.info("dashboard sign-in refused")
         return _login_page(request, "That is not the API token.", 401)

@@ -88,6 +88,10 @@ def test_failed_tokens_are_throttled_per_address(start_web):
     assert httpx.get(base + "/metrics", headers={**AUTH, **attacker}).status_code == 429
     refused = sign_in(base, **attacker)
     assert refused.status_code == 429 and COOKIE not in refused.cookies
+    assert refused.json()["error"] == "too_many_attempts"
+    in_browser = sign_in(base, **attacker, accept="text/html,application/xhtml+xml")  # the form, with the reason
+    assert in_browser.status_code == 429 and "Too many failed sign-ins" in in_browser.text
+    assert 1 <= int(in_browser.headers["retry-after"]) <= defaults.AUTH_FAILURE_WINDOW_S
     assert with_cookie(base, session, **attacker).status_code == 404  # an existing session is not locked out
 
     assert httpx.get(base + "/metrics", headers={**AUTH, **bystander}).status_code == 200
