@@ -132,6 +132,9 @@ RECONCILE_MAX_PAGES = 200
 DASHBOARD_SESSION_TTL_S = 7 * 24 * 3600
 """A dashboard sign-in lasts this long (the session's Redis key and its cookie expire together)."""
 
+DASHBOARD_SESSION_RECHECK_S = 5.0
+"""An open live stream checks its session this often, so signing out (or a token rotation) ends it."""
+
 AUTH_FAILURES_MAX = 10
 """Failed sign-ins and wrong bearer tokens allowed per client address in one window; then 429."""
 

@@ -21,7 +21,7 @@ from lockhook.ids import is_id
 from lockhook.notifications.store import NotificationStore
 from receiver import dashboard_data as data
 from receiver import live, sessions, templating, throttle
-from receiver.auth import check_bearer, is_correct_token
+from receiver.auth import bearer_token, check_bearer, is_correct_token
 from receiver.body import read_body
 from receiver.origin import require_same_origin
 from receiver.sessions import COOKIE  # noqa: F401  (the cookie's name, for tests and tools)
@@ -171,6 +171,7 @@ def _hub(state) -> live.LiveHub:
 async def events(request: Request) -> Response:
     """Server-sent events: the page's sections, re-rendered whenever what they show has changed."""
     await require_session(request)
+    by_session = bearer_token(request) is None  # then the session is checked again: a sign-out ends the stream
     state = request.app.state
     view = "command" if request.query_params.get("view") == "command" else "overview"
     command_id = request.query_params.get("id")
@@ -184,13 +185,18 @@ async def events(request: Request) -> Response:
         yield f"retry: {int(defaults.DASHBOARD_POLL_S * 2000)}\n\n"
         queue = feed.subscribe()
         stop_at = time.monotonic() + defaults.DASHBOARD_STREAM_MAX_S
+        tick = min(15.0, defaults.DASHBOARD_SESSION_RECHECK_S) if by_session else 15.0
+        recheck_at = time.monotonic() + defaults.DASHBOARD_SESSION_RECHECK_S
         try:
             while (left := stop_at - time.monotonic()) > 0:
                 try:
-                    message = await asyncio.wait_for(queue.get(), timeout=min(15.0, left))
+                    message = await asyncio.wait_for(queue.get(), timeout=min(tick, left))
                 except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
+                    message = ": keep-alive\n\n"
+                if by_session and time.monotonic() >= recheck_at:
+                    if not await sessions.still_valid(request):
+                        return
+                    recheck_at = time.monotonic() + defaults.DASHBOARD_SESSION_RECHECK_S
                 if message == live.DROPPED:
                     return
                 yield message

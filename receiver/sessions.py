@@ -67,6 +67,14 @@ async def is_valid(request: Request) -> bool:
     return False
 
 
+async def still_valid(request: Request) -> bool:
+    """For a long-lived response (the live stream): False once the session ended; a Redis hiccup is no sign-out."""
+    try:
+        return await is_valid(request)
+    except StorageUnavailable:
+        return True
+
+
 async def revoke(request: Request) -> None:
     """Delete the request's session (logging out): its cookie stops working at once, wherever it was copied."""
     session_id = _cookie_id(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
@@ -55,6 +56,21 @@ def test_each_sign_in_is_a_new_session_that_logout_ends(start_web, r):
     assert with_cookie(base, one).status_code == 401  # a copy of the cookie kept after logout is dead
     assert with_cookie(base, two).status_code == 404  # the other sign-in lives on
     assert with_cookie(base, "A" * 43).status_code == 401  # a made-up id
+
+
+def test_logout_ends_an_open_live_stream(start_web):
+    base = start_web()
+    cookie = sign_in(base).cookies[COOKIE]
+    with httpx.stream("GET", base + "/dashboard/events", headers={"cookie": f"{COOKIE}={cookie}"},
+                      timeout=httpx.Timeout(5, read=30)) as stream:
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        assert next(lines).startswith("retry:")
+        assert with_cookie(base, cookie, "/dashboard/logout", "POST", origin=base).status_code == 303
+        started = time.monotonic()
+        for _ in lines:  # keep-alives and updates until the server ends the stream
+            assert time.monotonic() - started < 3 * defaults.DASHBOARD_SESSION_RECHECK_S + 15, "stream outlived logout"
+    assert with_cookie(base, cookie, "/dashboard/events").status_code == 401  # and its reconnect is refused
 
 
 def test_a_token_rotation_ends_the_sessions_made_with_the_old_token(start_web):
