@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     notify_timeout_s: float = Field(10.0, gt=0)
     notify_retry_delays_s: str | None = None  # comma-separated seconds between attempts (tests shorten them)
 
+    trusted_proxy_hops: int = Field(0, ge=0, le=5)  # proxies in front that append to X-Forwarded-For
     record_dir: str | None = None
     lockhook_dev_redis_port: int = Field(6379, gt=0, lt=65536)  # `lockhook dev`: its embedded Redis (or a free one)
     log_format: str | None = None  # "json" | "text"; default: text on a terminal, JSON otherwise

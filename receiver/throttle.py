@@ -9,9 +9,9 @@ Other addresses are unaffected, signed-in dashboard sessions keep working, corre
 counted, and nothing ever sleeps. The counter lives in Redis so every web process shares it; a Redis
 that does not answer fails open (no throttle: the token check itself stays), logged once a minute.
 
-The address is the ASGI scope's client, which uvicorn rewrites from `X-Forwarded-For` only for peers in
-`--forwarded-allow-ips` (default 127.0.0.1): behind a proxy, set it to the proxy's address, or every
-caller shares the proxy's address and one attacker throttles them all.
+Behind a PaaS router or load balancer, TRUSTED_PROXY_HOPS (1 for one router, as on Heroku and Render)
+takes the address the router saw from `X-Forwarded-For`; without it every caller would share the router's
+address and one attacker would throttle them all.
 """
 
 from __future__ import annotations
@@ -32,7 +32,14 @@ _last_warning = 0.0
 
 
 def client_address(request: Request) -> str:
-    """The caller's address as uvicorn decided it (proxy headers only from trusted proxies)."""
+    """The caller's address: with TRUSTED_PROXY_HOPS = n, the n-th `X-Forwarded-For` entry from the right
+    (what the outermost of n proxies saw: entries further left are the client's to choose); else the peer
+    as uvicorn decided it (it rewrites from proxy headers only for `--forwarded-allow-ips`)."""
+    hops = request.app.state.settings.trusted_proxy_hops
+    if hops:
+        forwarded = [a.strip() for h in request.headers.getlist("x-forwarded-for") for a in h.split(",") if a.strip()]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
     client = request.scope.get("client")
     return client[0] if client and client[0] else "unknown"
 

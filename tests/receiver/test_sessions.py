@@ -182,3 +182,19 @@ def test_a_login_body_not_sent_in_time_is_408(start_web):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert httpx.get(base + "/healthz").status_code in (200, 503)  # the web process answers as before
+
+
+def test_behind_one_proxy_failures_are_counted_per_forwarded_address(start_web):
+    """TRUSTED_PROXY_HOPS=1 (Heroku, Render): the router's X-Forwarded-For entry names the caller."""
+    import httpx
+
+    base = start_web(TRUSTED_PROXY_HOPS=1)
+
+    def guess(forwarded: str) -> int:
+        return httpx.get(base + "/metrics", timeout=10, headers={"authorization": "Bearer wrong",
+                                                                "x-forwarded-for": forwarded}).status_code
+
+    statuses = [guess("6.6.6.6, 203.0.113.9") for _ in range(12)]  # the leftmost entry is the client's to choose
+    assert statuses[-1] == 429
+    assert guess("7.7.7.7, 203.0.113.9") == 429  # changing it does not dodge the throttle
+    assert guess("203.0.113.10") == 401  # another caller behind the same router is not throttled
