@@ -123,6 +123,13 @@ def run(r: BenchRedis, pools: Pools, seconds: int, fixed_rate: float) -> tuple[S
         section.add(res.system, f"{s.rps:,.0f}", ms(s.p50), ms(s.p99), s.errors + (f.errors if f else 0),
                     f"{res.cpu_per_request * 1e6:,.0f} us", ms(f.p50 if f else None), ms(f.p99 if f else None),
                     ratio(s.rps, a.saturated.rps), ratio(s.rps, b.saturated.rps))
+    if c.fixed and a.fixed and c.fixed.p99 and a.fixed.p99:
+        fixed_ratio = c.fixed.p99 / a.fixed.p99
+        section.notes.append(f"fixed rate: (c) p99 {ms(c.fixed.p99)} against (a) {ms(a.fixed.p99)} at "
+                             f"{fixed_rate:,.0f} req/s -> {fixed_ratio:.2f} x (target <= 2 x: "
+                             f"{'PASS' if fixed_ratio <= 2 else 'FAIL'}); saturated (c)/(a) -> "
+                             f"{c.saturated.rps / a.saturated.rps:.2f} x (target >= 0.7 x: "
+                             f"{'PASS' if c.saturated.rps >= 0.7 * a.saturated.rps else 'FAIL'})")
     section.notes.append(
         f"targets: (c) >= 0.7 x (a) -> {c.saturated.rps / a.saturated.rps:.2f}; (c) >= 4 x (b) -> "
         f"{c.saturated.rps / b.saturated.rps:.2f}; p99 <= 50 ms saturated -> {ms(c.saturated.p99)}; "
