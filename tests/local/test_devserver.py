@@ -14,11 +14,14 @@ import pytest
 
 from lockhook.ingest.signatures import signature_headers
 from lockhook.settings import Settings
-from tests.conftest import SECRET, free_port, process_env, wait_for
+from tests.support.config import SECRET
+from tests.support.processes import process_env
+from tests.support.waiting import wait_for
 from tools.devserver import (
     EmbeddedRedis,
     choose_redis,
     dev_credentials,
+    free_port,
     load_dev_env,
     redis_answers,
     redis_server_binary,

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from lockhook.ingest.fixtures import read_fixtures
 from lockhook.ingest.signatures import verify
-from tests.conftest import DEVICE_CLOUD_SECRET, SECRET, signed
+from tests.support.config import DEVICE_CLOUD_SECRET, SECRET, signed
 from tools.cli import app
 from tools.replay import load, replay
 
@@ -133,7 +133,7 @@ def test_replay_cli_process_with_one_secret_uses_the_env_device_cloud_secret(set
     """As typed in a shell: `--secret` only; device-cloud deliveries are signed with its configured secret."""
     import subprocess
 
-    from tests.conftest import process_env
+    from tests.support.processes import process_env
 
     base = start_web()
     done = subprocess.run(["lockhook", "replay", str(FIXTURES), "--url", base, "--secret", SECRET, "--rate", "100"],

@@ -15,8 +15,11 @@ from lockhook.commands.store import CommandStore
 from lockhook.notifications.payloads import notification_id
 from lockhook.notifications.store import NotificationStore
 from lockhook.outcomes import Outcome
-from tests.conftest import free_port, signed, wait_for
-from tests.reliability.helpers import NotifyTarget, attempt_succeeded, body
+from tests.reliability.helpers import attempt_succeeded, body
+from tests.support.config import signed
+from tests.support.servers import NotifyTarget
+from tests.support.waiting import wait_for
+from tools.devserver import free_port
 
 COMMANDS = 3
 MAX_ATTEMPTS = 2

@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from lockhook.commands.store import CommandStore
-from tests.conftest import signed, wait_for
 from tests.reliability.helpers import attempt_succeeded, body, diagnose, other_event
+from tests.support.config import signed
+from tests.support.waiting import wait_for
 
 LIMIT_S = 15  # Svix counts only a 2xx within 15 s; anything slower is a failure and a retry
 

@@ -14,8 +14,9 @@ import pytest
 
 from lockhook import defaults, keys
 from lockhook.commands.store import CommandStore
-from tests.conftest import signed, wait_for
 from tests.reliability.helpers import attempt_succeeded, body, diagnose, inbox_settled, lock_event, other_event
+from tests.support.config import signed
+from tests.support.waiting import wait_for
 
 COMMANDS = 300
 DELIVERIES = 2_000

@@ -14,9 +14,10 @@ import httpx
 
 from lockhook import defaults, jobs, keys
 from lockhook.commands.store import CommandStore
-from tests.conftest import API_TOKEN, signed, wait_for
 from tests.reliability.helpers import attempt_succeeded, body, other_event
 from tests.reliability.test_worker_kill import heavy_event, store_deliveries
+from tests.support.config import API_TOKEN, signed
+from tests.support.waiting import wait_for
 
 
 def raw_request_head(base: str, path: str, headers: dict[str, str], length: int) -> bytes:

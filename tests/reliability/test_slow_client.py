@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from lockhook import defaults
-from tests.conftest import signed
 from tests.reliability.helpers import body, other_event
+from tests.support.config import signed
 
 SLOW_CLIENTS = 20
 

@@ -13,8 +13,9 @@ import httpx
 
 from lockhook import defaults, jobs, keys
 from lockhook.commands.store import CommandStore
-from tests.conftest import signed, wait_for
 from tests.reliability.helpers import attempt_succeeded, body, diagnose, inbox_settled, other_event
+from tests.support.config import signed
+from tests.support.waiting import wait_for
 
 FILLERS = defaults.DRAIN_BATCH - 1
 

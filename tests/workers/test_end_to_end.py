@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from lockhook.commands.store import CommandStore
-from tests.conftest import DEVICE_CLOUD_SECRET, signed, wait_for
+from tests.support.config import DEVICE_CLOUD_SECRET, signed
+from tests.support.waiting import wait_for
 
 
 def iso_now() -> str:

@@ -11,7 +11,7 @@ from lockhook.commands.store import CommandStore
 from lockhook.processing.apply import apply_entries
 from lockhook.processing.locks import device_events, lock_state
 from lockhook.streams import ensure_group
-from tests.conftest import DEVICE_CLOUD_SECRET, signed
+from tests.support.config import DEVICE_CLOUD_SECRET, signed
 from workers.drain import drain
 from workers.outbox import dispatch_outbox
 
