@@ -11,6 +11,7 @@ import time
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 
 from lockhook import defaults, jobs, keys
 from lockhook.commands.store import CommandStore
@@ -25,6 +26,11 @@ def raw_request_head(base: str, path: str, headers: dict[str, str], length: int)
     lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {length}", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def holds_connection(pid: int, client_port: int) -> bool:
+    """True when process `pid` has accepted the TCP connection made from local port `client_port`."""
+    return any(c.raddr and c.raddr.port == client_port for c in psutil.Process(pid).net_connections("tcp"))
 
 
 def read_response(sock: socket.socket) -> bytes:
@@ -54,9 +60,11 @@ def test_web_sigterm_finishes_in_flight_requests(start_web, r):
 
     poller = threading.Thread(target=long_poll)
     poller.start()
-    time.sleep(0.5)
+    # both in flight: the web holds the webhook's connection and the long-poll is parked on its subscription
+    wait_for(lambda: holds_connection(live.proc.pid, sock.getsockname()[1]))
+    wait_for(lambda: r.pubsub_numsub(keys.command_channel(command.command_id))[0][1] == 1)
     live.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    live.wait_until(lambda: "Shutting down" in live.output(), what="the web's graceful shutdown")
     sock.sendall(raw[10:])
     answer = read_response(sock)
     sock.close()

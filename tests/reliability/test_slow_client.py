@@ -68,15 +68,16 @@ def test_trickled_bodies_get_408_while_others_are_served(start_web, r):
         latencies.append(time.monotonic() - started)
         assert resp.status_code == 202
         n += 1
-        time.sleep(0.05)
+        time.sleep(0.05)  # paces the ordinary senders
     for t in threads:
         t.join(defaults.BODY_READ_TIMEOUT_S + 30)
 
     for answer, seconds in results:
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b"body_read_timeout" in answer
-        assert defaults.BODY_READ_TIMEOUT_S - 0.5 <= seconds <= defaults.BODY_READ_TIMEOUT_S + 2, seconds
-    assert n >= 20 and max(latencies) < 1.0, max(latencies)
+        assert defaults.BODY_READ_TIMEOUT_S - 1 <= seconds <= defaults.BODY_READ_TIMEOUT_S + 2, seconds
+    # served all along: a sender held up behind the trickling clients would wait for their cut-off
+    assert n >= 20 and max(latencies) < defaults.BODY_READ_TIMEOUT_S / 2, max(latencies)
     assert httpx.get(base + "/healthz").status_code == 200
     print(f"\n{SLOW_CLIENTS} trickling clients cut off after {max(s for _, s in results):.1f} s; "
           f"{n} other deliveries served meanwhile, slowest {max(latencies) * 1000:.0f} ms")
