@@ -21,13 +21,3 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float 
             raise AssertionError(f"{what} not met within {timeout:.1f} s")
         time.sleep(interval)
 
-
-def holds_for(predicate: Callable[[], object], seconds: float, interval: float = 0.05,
-              what: str = "condition") -> None:
-    """Check that `predicate` stays truthy for `seconds` (for "nothing more happens"), failing at once if not."""
-    deadline = time.monotonic() + seconds
-    while True:
-        assert predicate(), f"{what} stopped holding"
-        if time.monotonic() >= deadline:
-            return
-        time.sleep(interval)
