@@ -68,40 +68,40 @@ def client(make_app):
 
 
 @pytest.fixture
-def start_web(settings, tmp_path):
+def started():
+    """The processes a test starts with the fixtures below; stopped (SIGTERM) when it ends, newest first."""
+    processes: list[Process] = []
+    yield processes
+    for process in reversed(processes):
+        process.stop()
+
+
+@pytest.fixture
+def start_web(settings, tmp_path, started):
     """Start the Procfile's `web` line on a free port; returns its base URL (`start_web.live`: the process)."""
-    started: list[Process] = []
 
     def start(**env_overrides) -> str:
-        live, base = start_web_process(process_env(settings, **env_overrides), tmp_path)
-        started.append(live)
-        start.live = live
+        start.live, base = start_web_process(process_env(settings, **env_overrides), tmp_path)
+        started.append(start.live)
         return base
 
-    yield start
-    for live in started:
-        live.stop()
+    return start
 
 
 @pytest.fixture
-def start_worker(settings, tmp_path):
+def start_worker(settings, tmp_path, started):
     """Start the Procfile's `worker` line; returns the process."""
-    started: list[Process] = []
 
     def start(**env_overrides) -> Process:
-        live = start_procfile("worker", process_env(settings, **env_overrides), tmp_path)
-        started.append(live)
-        return live
+        started.append(start_procfile("worker", process_env(settings, **env_overrides), tmp_path))
+        return started[-1]
 
-    yield start
-    for live in started:
-        live.stop()
+    return start
 
 
 @pytest.fixture
-def start_simulator(settings, tmp_path):
+def start_simulator(settings, tmp_path, started):
     """Start `lockhook simulate` sending its webhooks to `receiver`, on `port` or a free one; returns its URL."""
-    started: list[Process] = []
 
     def start(receiver: str, *flags: str, port: int | None = None) -> str:
         args = ("--receiver-url", receiver, "--secret", DEVICE_CLOUD_SECRET, "--seam-secret", SECRET, *flags)
@@ -109,9 +109,7 @@ def start_simulator(settings, tmp_path):
         started.append(simulator)
         return base
 
-    yield start
-    for simulator in started:
-        simulator.stop(10)
+    return start
 
 
 @pytest.fixture

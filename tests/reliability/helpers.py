@@ -1,4 +1,5 @@
-"""Helpers of the fault suite: event bodies, whether the inbox is settled, what to show when a test fails."""
+"""Helpers of the fault suite: event bodies, a worker busy with a batch, whether the inbox is settled, and
+what to show when a test fails."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from datetime import UTC, datetime
 
 import redis
 
-from lockhook import keys
+from lockhook import defaults, jobs, keys
+from lockhook.commands.store import Command, CommandStore
+from tests.support.processes import Process
+from tests.support.waiting import wait_for
+
+FILLERS = defaults.DRAIN_BATCH - 1
 
 
 def iso(ts: float | None = None) -> str:
@@ -35,6 +41,39 @@ def other_event(n: int, device: str) -> dict:
 
 def body(event: dict) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
+
+
+def heavy_event(n: int) -> bytes:
+    """A valid event that takes milliseconds to parse, so a batch of them keeps the drain busy."""
+    event = other_event(n, "dev_filler")
+    event["payload"] = [{"k": i, "v": "x" * 8, "nested": {"a": [i, i + 1]}} for i in range(2500)]
+    return body(event)
+
+
+def store_deliveries(r, deliveries: list[tuple[str, bytes]]) -> None:
+    """Put deliveries in the inbox at once, as the ingest script does (so one drain batch reads them all)."""
+    with r.pipeline(transaction=True) as pipe:
+        for delivery_id, raw in deliveries:
+            pipe.set(keys.dedupe("seam", delivery_id), "1")
+            pipe.xadd(keys.INBOX, {"endpoint": "seam", "delivery_id": delivery_id, "headers": "{}", "body": raw,
+                                   "received_at": int(time.time() * 1000)})
+        pipe.execute()
+
+
+def busy_worker(r: redis.Redis, start_worker, name: str) -> tuple[CommandStore, Command, Process]:
+    """A worker that has read, and not yet acknowledged, a full drain batch: FILLERS slow-to-parse events,
+    then delivery `msg_<name>` confirming the pending command (`aa_<name>` on device `dev_<name>`)."""
+    store = CommandStore(r)
+    command, _ = store.register(f"dev_{name}", "unlock", "external", action_attempt_id=f"aa_{name}", timeout_s=600)
+    worker = start_worker()
+    wait_for(lambda: r.exists(keys.MAINTENANCE_FLAG) and r.xinfo_groups(keys.INBOX), timeout=20)
+    confirmation = attempt_succeeded(0, f"dev_{name}", action="unlock") | {"event_id": f"evt_{name}",
+                                                                           "action_attempt_id": f"aa_{name}"}
+    store_deliveries(r, [(f"msg_filler_{n}", heavy_event(n)) for n in range(FILLERS)]
+                     + [(f"msg_{name}", body(confirmation))])
+    jobs.ensure_drain(r)
+    wait_for(lambda: r.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] > 0, timeout=20, interval=0.001)
+    return store, command, worker
 
 
 def inbox_settled(client: redis.Redis) -> bool:
