@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 from honcho.environ import parse_procfile
 
@@ -26,6 +27,10 @@ from tools.devserver import EmbeddedRedis, free_port, redis_answers
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 START_TIMEOUT_S = 30.0
+one_at_a_time = pytest.mark.xdist_group("load")
+"""For a test that loads the machine or answers against a deadline: such tests run one after another, on one
+xdist worker (`--dist loadgroup`), so none of them stalls another."""
+
 PORT_TAKEN = "address already in use"
 """What a server logs when the free port it was given was taken meanwhile (it is then started again)."""
 
