@@ -10,6 +10,7 @@ import signal
 import time
 
 import httpx
+import psutil
 
 from lockhook import defaults, keys
 from tests.reliability.helpers import FILLERS, body, busy_worker, diagnose, inbox_settled, other_event
@@ -57,13 +58,6 @@ def test_sigkilled_worker_work_is_rerun_and_the_command_resolves_once(r, start_w
 
 
 def test_the_notifier_child_does_not_outlive_a_killed_worker(start_worker):
-    import os
-    import signal
-
-    import psutil
-
-    from tests.conftest import wait_for
-
     worker = start_worker()
     parent = psutil.Process(worker.proc.pid)
     children = wait_for(lambda: parent.children(recursive=True), timeout=30)
