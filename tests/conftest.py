@@ -15,7 +15,9 @@ from tests.support.processes import (
     FakeSeam,
     Process,
     RedisServer,
+    exclusive,
     process_env,
+    run_dir,
     start_procfile,
 )
 from tests.support.processes import start_simulator as start_simulator_process
@@ -24,6 +26,17 @@ from tests.support.servers import DeviceCloud, NotifyTarget
 from tools.devserver import redis_server_binary
 
 redis_proc = factories.redis_proc(executable=redis_server_binary(), port=None, save="")
+
+
+@pytest.fixture(autouse=True)
+def _one_at_a_time(request, tmp_path_factory):
+    """Tests marked one_at_a_time load the machine or answer against a deadline: never two of them at once,
+    whichever xdist workers they run on (the lock is held from their first fixture to their last)."""
+    if request.node.get_closest_marker("one_at_a_time") is None:
+        yield
+        return
+    with exclusive("one-at-a-time", run_dir(tmp_path_factory)):
+        yield
 
 
 @pytest.fixture

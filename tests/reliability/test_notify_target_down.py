@@ -9,6 +9,7 @@ import time
 from collections import Counter
 
 import httpx
+import pytest
 
 from lockhook import defaults, keys
 from lockhook.commands.store import CommandStore
@@ -17,7 +18,6 @@ from lockhook.notifications.store import NotificationStore
 from lockhook.outcomes import Outcome
 from tests.reliability.helpers import attempt_succeeded, body
 from tests.support.config import signed
-from tests.support.processes import one_at_a_time
 from tests.support.servers import NotifyTarget
 from tests.support.waiting import wait_for
 from tools.devserver import free_port
@@ -27,7 +27,7 @@ MAX_ATTEMPTS = 2
 TIMEOUT_S = 3.0
 
 
-@one_at_a_time
+@pytest.mark.one_at_a_time
 def test_dead_targets_retry_a_bounded_number_of_times_and_slow_nothing_else(start_web, start_worker, r):
     healthy = NotifyTarget()
     hanging = NotifyTarget(delay_s=30)

@@ -9,11 +9,11 @@ import time
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from lockhook import defaults
 from tests.reliability.helpers import body, other_event
 from tests.support.config import signed
-from tests.support.processes import one_at_a_time
 
 SLOW_CLIENTS = 20
 
@@ -51,7 +51,7 @@ def trickle(port: int, results: list, index: int) -> None:
     results[index] = (answer, answered)
 
 
-@one_at_a_time
+@pytest.mark.one_at_a_time
 def test_trickled_bodies_get_408_while_others_are_served(start_web, r):
     base = start_web()
     port = urlsplit(base).port

@@ -6,6 +6,8 @@ test workers never share one), and is waited for on what it serves, never on a s
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -15,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 import redis
 from honcho.environ import parse_procfile
 
@@ -27,12 +28,25 @@ from tools.devserver import EmbeddedRedis, free_port, redis_answers
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 START_TIMEOUT_S = 30.0
-one_at_a_time = pytest.mark.xdist_group("load")
-"""For a test that loads the machine or answers against a deadline: such tests run one after another, on one
-xdist worker (`--dist loadgroup`), so none of them stalls another."""
-
 PORT_TAKEN = "address already in use"
 """What a server logs when the free port it was given was taken meanwhile (it is then started again)."""
+
+
+def run_dir(tmp_path_factory) -> Path:
+    """A folder every xdist worker of this run shares (the run's own temporary folder)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def exclusive(name: str, folder: Path):
+    """Hold the lock `name` against every xdist worker of this run (waits until it is free)."""
+    with open(folder / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def process_env(settings: Settings, **extra) -> dict[str, str]:
