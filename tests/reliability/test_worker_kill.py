@@ -42,7 +42,7 @@ def test_sigkilled_worker_work_is_rerun_and_the_command_resolves_once(r, start_w
         raise AssertionError(diagnose(r, replacement)) from None
     recovered_s = time.monotonic() - killed_at
     wait_for(lambda: inbox_settled(r), timeout=40)
-    wait_for(lambda: r.exists(f"{keys.PREFIX}processed:event:evt_other_99999"), timeout=20)
+    wait_for(lambda: r.exists(keys.processed("seam", "event:evt_other_99999")), timeout=20)
     settled_s = time.monotonic() - killed_at
 
     resolved = [e for e in store.timeline(command.command_id) if e["kind"] == "resolved"]
