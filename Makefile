@@ -32,10 +32,15 @@ install-dev: $(DEV_STAMP)     ## + the test, lint and bench tools
 run: install                  ## web + worker (+ an embedded Redis and the simulator when nothing is configured)
 	$(BIN)/lockhook dev
 
+# the suite mostly waits on the processes it starts: on 2 cores, 4 workers (each with its own Redis, Seam fake
+# and free ports) keep them busy; tests marked one_at_a_time take turns (a lock), whichever worker runs them;
+# `make test TEST_WORKERS=0` runs it in this process alone
+TEST_WORKERS ?= 4
+
 test: install-dev             ## install test dependencies (redis-server, node fake, chromium) and run the suite
 	bash scripts/test-deps.sh
 	$(BIN)/lint-imports
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 demo: install
 	$(BIN)/lockhook demo

@@ -1,30 +1,42 @@
-"""Shared fixtures: a real Redis server the tests start, settings, an app factory, live processes."""
+"""Shared fixtures: a real Redis server the tests start, settings, an app factory, live processes and remotes.
+
+Under pytest-xdist every worker is its own session: its own redis-server, Seam fake and free ports.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-import httpx
 import pytest
 import redis
-from honcho.environ import parse_procfile
 from pytest_redis import factories
 
-from lockhook.ingest.signatures import signature_headers
 from lockhook.settings import Settings
-from tools.devserver import free_port, redis_server_binary  # noqa: F401  (re-exported to the tests)
-
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-DEVICE_CLOUD_SECRET = "whsec_dGVzdC1kZXZpY2UtY2xvdWQtc2VjcmV0LTEyMzQ1Ng=="
-API_TOKEN = "test-api-token-5b1d"
-
+from tests.support.config import API_TOKEN, DEVICE_CLOUD_SECRET, SECRET, configured
+from tests.support.processes import (
+    FakeSeam,
+    Process,
+    RedisServer,
+    exclusive,
+    process_env,
+    run_dir,
+    start_procfile,
+)
+from tests.support.processes import start_simulator as start_simulator_process
+from tests.support.processes import start_web as start_web_process
+from tests.support.servers import DeviceCloud, NotifyTarget
+from tools.devserver import redis_server_binary
 
 redis_proc = factories.redis_proc(executable=redis_server_binary(), port=None, save="")
+
+
+@pytest.fixture(autouse=True)
+def _one_at_a_time(request, tmp_path_factory):
+    """Tests marked one_at_a_time load the machine or answer against a deadline: never two of them at once,
+    whichever xdist workers they run on (the lock is held from their first fixture to their last)."""
+    if request.node.get_closest_marker("one_at_a_time") is None:
+        yield
+        return
+    with exclusive("one-at-a-time", run_dir(tmp_path_factory)):
+        yield
 
 
 @pytest.fixture
@@ -55,7 +67,7 @@ def make_app(settings):
     from receiver.app import build_app
 
     def factory(**overrides):
-        return build_app(Settings.model_validate({**dict(settings), **overrides}))
+        return build_app(configured(settings, **overrides))
 
     return factory
 
@@ -68,109 +80,78 @@ def client(make_app):
         yield test_client
 
 
-def signed(body: bytes, delivery_id: str, secret: str = SECRET, timestamp: int | None = None,
-           prefix: str = "svix") -> dict[str, str]:
-    """Headers for a signed delivery, produced with svix's own signing."""
-    headers = signature_headers(secret, delivery_id, body, timestamp=timestamp, prefix=prefix)
-    headers["content-type"] = "application/json"
-    return headers
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
-    """Poll a condition until it holds (for state produced by other processes)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout:.1f} s")
-
-
-def process_env(settings: Settings, **extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCKHOOK_", "SEAM_", "DEVICE_CLOUD_"))}
-    env.update(REDIS_URL=settings.redis_url, SEAM_WEBHOOK_SECRET=SECRET,
-               DEVICE_CLOUD_WEBHOOK_SECRET=DEVICE_CLOUD_SECRET, LOCKHOOK_API_TOKEN=API_TOKEN,
-               LOG_FORMAT="json", PYTHONUNBUFFERED="1")
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def procfile_command(name: str) -> str:
-    """A process line of the Procfile, parsed by honcho (what `make run` uses)."""
-    return parse_procfile((ROOT / "Procfile").read_text()).processes[name]
-
-
-class Live:
-    """A Procfile process started as a subprocess (stopped with SIGTERM at the end)."""
-
-    def __init__(self, name: str, env: dict[str, str], log_path: Path):
-        self.name = name
-        self.log_path = log_path
-        self.log = open(log_path, "w")  # noqa: SIM115 (held open for the process lifetime)
-        self.proc = subprocess.Popen(["bash", "-c", "exec " + procfile_command(name)], env=env, cwd=ROOT,
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
-
-    def output(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text()
+@pytest.fixture
+def started():
+    """The processes a test starts with the fixtures below; stopped (SIGTERM) when it ends, newest first."""
+    processes: list[Process] = []
+    yield processes
+    for process in reversed(processes):
+        process.stop()
 
 
 @pytest.fixture
-def start_web(settings, tmp_path):
-    """Start the Procfile's `web` line on a free port; returns its base URL."""
-    started: list[Live] = []
+def start_web(settings, tmp_path, started):
+    """Start the Procfile's `web` line on a free port; returns its base URL (`start_web.live`: the process)."""
 
     def start(**env_overrides) -> str:
-        port = free_port()
-        live = Live("web", process_env(settings, PORT=port, **env_overrides), tmp_path / f"web-{port}.log")
-        started.append(live)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if live.proc.poll() is not None:
-                raise AssertionError("web exited: " + live.output())
-            try:
-                httpx.get(base + "/healthz", timeout=1)
-                start.live = live
-                return base
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError("web did not start: " + live.output())
+        start.live, base = start_web_process(process_env(settings, **env_overrides), tmp_path)
+        started.append(start.live)
+        return base
 
-    yield start
-    for live in started:
-        live.stop()
+    return start
 
 
 @pytest.fixture
-def start_worker(settings, tmp_path):
-    """Start the Procfile's `worker` line; returns the Live process."""
-    started: list[Live] = []
+def start_worker(settings, tmp_path, started):
+    """Start the Procfile's `worker` line; returns the process."""
 
-    def start(**env_overrides) -> Live:
-        live = Live("worker", process_env(settings, **env_overrides), tmp_path / f"worker-{len(started)}.log")
-        started.append(live)
-        return live
+    def start(**env_overrides) -> Process:
+        started.append(start_procfile("worker", process_env(settings, **env_overrides), tmp_path))
+        return started[-1]
 
-    yield start
-    for live in started:
-        live.stop()
+    return start
 
 
-PYTHON = sys.executable
+@pytest.fixture
+def start_simulator(settings, tmp_path, started):
+    """Start `lockhook simulate` sending its webhooks to `receiver`, on `port` or a free one; returns its URL."""
+
+    def start(receiver: str, *flags: str, port: int | None = None) -> str:
+        args = ("--receiver-url", receiver, "--secret", DEVICE_CLOUD_SECRET, "--seam-secret", SECRET, *flags)
+        simulator, base = start_simulator_process(process_env(settings), tmp_path, *args, port=port)
+        started.append(simulator)
+        return base
+
+    return start
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server this test owns (AOF on), so it can be stopped, paused or killed."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.kill()  # SIGKILL also ends a paused (SIGSTOPped) server
+
+
+@pytest.fixture
+def notify_target():
+    target = NotifyTarget()
+    yield target
+    target.close()
+
+
+@pytest.fixture(scope="session")
+def fake_seam(tmp_path_factory):
+    seam = FakeSeam(tmp_path_factory.mktemp("seam"))
+    yield seam
+    seam.stop()
+
+
+@pytest.fixture
+def device_cloud():
+    cloud = DeviceCloud()
+    yield cloud
+    cloud.close()
 
 
 def pytest_collection_modifyitems(config, items):

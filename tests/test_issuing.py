@@ -10,16 +10,9 @@ import pytest
 from lockhook.commands import issuing
 from lockhook.commands.store import CommandStore
 from lockhook.errors import UpstreamError, ValidationFailed
-from tests.conftest import signed
-from tests.issuers import (  # noqa: F401  (fixtures)
-    DEVICE_CLOUD_API_KEY,
-    SEAM_API_KEY,
-    SEAM_DEVICE,
-    closed_port_url,
-    configured,
-    device_cloud_fixture,
-    fake_seam_fixture,
-)
+from tests.support.config import DEVICE_CLOUD_API_KEY, SEAM_API_KEY, configured, signed
+from tests.support.processes import SEAM_DEVICE
+from tests.support.servers import closed_port_url
 from workers.drain import drain
 from workers.issuing import poll_seam_command
 

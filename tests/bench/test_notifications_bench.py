@@ -12,6 +12,7 @@ from bench.common import BenchRedis
 from bench.notify_sink import Recorder, parse
 from lockhook.notifications.payloads import slack_body
 from lockhook.outcomes import Outcome
+from tests.support.processes import exclusive, run_dir
 
 
 def test_per_second_and_expected_counts():
@@ -93,14 +94,21 @@ def test_sink_recorder_counts_requests_and_distinct_notifications():
 
 
 @pytest.fixture(scope="module")
-def bench_redis():
+def bench_ports(tmp_path_factory):
+    """bench.common takes the lowest free port of its range: one xdist worker at a time starts its servers."""
+    with exclusive("bench-ports", run_dir(tmp_path_factory)):
+        yield
+
+
+@pytest.fixture(scope="module")
+def bench_redis(bench_ports):
     r = BenchRedis()
     yield r
     r.stop()
 
 
 @pytest.fixture(scope="module")
-def sink():
+def sink(bench_ports):
     s = nb.Sink()
     yield s
     s.stop()

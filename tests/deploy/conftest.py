@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import DEVICE_CLOUD_SECRET, SECRET, free_port, redis_server_binary
+from tests.support.config import DEVICE_CLOUD_SECRET, SECRET
+from tools.devserver import free_port, redis_server_binary
 from tools.simulator import SimulatorConfig, build_app
 
 

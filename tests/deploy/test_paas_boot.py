@@ -15,8 +15,10 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, ROOT, SECRET, free_port, procfile_command, wait_for
-from tools.devserver import DEV_ENV, load_dev_env
+from tests.support.config import API_TOKEN, DEVICE_CLOUD_SECRET, SECRET
+from tests.support.processes import ROOT, procfile_command
+from tests.support.waiting import wait_for
+from tools.devserver import DEV_ENV, free_port, load_dev_env
 
 # what a buildpack would not upload or keep: local state, caches, this checkout's own venv and node packages
 NOT_DEPLOYED = shutil.ignore_patterns(".git", ".venv", "node_modules", "__pycache__", "*.egg-info", ".lockhook",

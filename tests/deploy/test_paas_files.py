@@ -14,7 +14,7 @@ from packaging.version import Version
 from starlette.routing import Route
 
 from lockhook.settings import Settings
-from tests.conftest import ROOT, procfile_command
+from tests.support.processes import ROOT, procfile_command
 
 SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 PROCFILE = {name: procfile_command(name) for name in ("web", "worker")}

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from lockhook.errors import ConfigError
 from lockhook.redis_client import async_client, sync_client
 from lockhook.settings import Settings
-from tests.conftest import API_TOKEN, wait_for
+from tests.support.config import API_TOKEN
+from tests.support.waiting import wait_for
 
 
 def ping_both(settings: Settings) -> None:

@@ -6,7 +6,7 @@ import re
 import subprocess
 import time
 
-from tests.conftest import process_env
+from tests.support.processes import process_env
 
 
 def test_demo_resolves_every_command(settings, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -10,15 +11,18 @@ import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
+import psutil
 
 from lockhook.ingest.signatures import signature_headers
 from lockhook.settings import Settings
-from tests.conftest import SECRET, free_port, process_env, wait_for
+from tests.support.config import SECRET
+from tests.support.processes import process_env
+from tests.support.waiting import wait_for
 from tools.devserver import (
     EmbeddedRedis,
     choose_redis,
     dev_credentials,
+    free_port,
     load_dev_env,
     redis_answers,
     redis_server_binary,
@@ -31,6 +35,16 @@ def _gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def listening_groups(port: int) -> set[int]:
+    """Process groups of the processes listening on TCP `port`."""
+    groups = set()
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            with contextlib.suppress(ProcessLookupError):
+                groups.add(os.getpgid(conn.pid))
+    return groups
 
 
 def test_dev_runs_everything_and_stops_on_ctrl_c(settings, tmp_path):
@@ -69,8 +83,11 @@ def test_dev_runs_everything_and_stops_on_ctrl_c(settings, tmp_path):
         wait_for(lambda: embedded.hget("lh:lock:dev_lock", "locked") == b"1", timeout=20)  # the worker ran it
         embedded.close()
         assert list((tmp_path / ".lockhook" / "redis").glob("appendonly*")), "AOF data kept locally"
-        pids = [int(p) for p in re.findall(r"(?:web|worker) started \(pid=(\d+)\)", log_path.read_text())]
+        started = {name: int(pid) for name, pid in re.findall(r"(web|worker) started \(pid=(\d+)\)",
+                                                               log_path.read_text())}
+        pids = list(started.values())
         assert len(pids) == 2
+        assert listening_groups(web_port) == {started["web"]}  # what answered above is this dev's web
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -81,8 +98,9 @@ def test_dev_runs_everything_and_stops_on_ctrl_c(settings, tmp_path):
     assert code == 0, log_path.read_text()
     assert not redis_answers("127.0.0.1", redis_port)
     wait_for(lambda: all(_gone(pid) for pid in pids), timeout=5)
-    with pytest.raises(httpx.TransportError):
-        httpx.get(base + "/healthz", timeout=1)
+    # nothing of the web is left to serve its port (the port itself is not probed: once freed, any program
+    # on this machine may take it)
+    assert started["web"] not in listening_groups(web_port)
     assert "redis stopped" in log_path.read_text()
 
 

@@ -8,8 +8,9 @@ import subprocess
 
 import httpx
 
-from tests.conftest import API_TOKEN, PYTHON, ROOT, process_env, signed, wait_for
-from tests.issuers import SEAM_API_KEY, SEAM_DEVICE, fake_seam_fixture  # noqa: F401  (fixture)
+from tests.support.config import API_TOKEN, SEAM_API_KEY, signed
+from tests.support.processes import PYTHON, ROOT, SEAM_DEVICE, process_env
+from tests.support.waiting import wait_for
 
 AUTH = {"authorization": f"Bearer {API_TOKEN}"}
 

@@ -6,17 +6,41 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from lockhook.ingest.fixtures import read_fixtures
 from lockhook.ingest.signatures import verify
-from tests.conftest import DEVICE_CLOUD_SECRET, SECRET, signed
+from tests.support.config import DEVICE_CLOUD_SECRET, SECRET, signed
 from tools.cli import app
 from tools.replay import load, replay
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "deliveries"
 runner = CliRunner()
+
+
+class PacedClock:
+    """Stands in for `time` in tools.replay: monotonic time moves only when replay sleeps; posts are timed."""
+
+    def __init__(self, client):
+        self.now = 0.0
+        self.sent_at: list[float] = []
+        self.client = client
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+
+    def post(self, *args, **kwargs):
+        self.sent_at.append(self.now)
+        return self.client.post(*args, **kwargs)
+
+    def __getattr__(self, name):  # time.time() and the rest stay real
+        return getattr(time, name)
 
 
 def _summary(output: str) -> dict[str, int]:
@@ -76,16 +100,17 @@ def test_replay_exits_non_zero_with_reasons_when_rejected(start_web):
     assert SECRET not in result.output and DEVICE_CLOUD_SECRET not in result.output
 
 
-def test_replay_rate_and_jsonl(client, tmp_path):
+def test_replay_rate_and_jsonl(client, tmp_path, monkeypatch):
     fixtures = [fx for _, fx in read_fixtures(FIXTURES)][:5]
     jsonl = tmp_path / "five.jsonl"
     jsonl.write_text("\n".join(json.dumps(fx) for fx in fixtures) + "\n")
     items = load([str(jsonl)])
     assert [source.rsplit(":", 1)[1] for source, _ in items] == ["1", "2", "3", "4", "5"]
-    started = time.monotonic()
+    clock = PacedClock(client)
+    monkeypatch.setattr("tools.replay.time", clock)
     report = replay(items, "http://testserver", {"seam": SECRET, "device-cloud": DEVICE_CLOUD_SECRET},
-                    rate=25, client=client)
-    assert time.monotonic() - started >= 4 / 25 - 0.01
+                    rate=25, client=clock)
+    assert clock.sent_at == pytest.approx([0, 0.04, 0.08, 0.12, 0.16])  # one every 1/25 s, from the first
     assert [r.outcome for r in report.results].count("rejected") == 0
     assert report.counts["duplicate"] == 1
 
@@ -133,7 +158,7 @@ def test_replay_cli_process_with_one_secret_uses_the_env_device_cloud_secret(set
     """As typed in a shell: `--secret` only; device-cloud deliveries are signed with its configured secret."""
     import subprocess
 
-    from tests.conftest import process_env
+    from tests.support.processes import process_env
 
     base = start_web()
     done = subprocess.run(["lockhook", "replay", str(FIXTURES), "--url", base, "--secret", SECRET, "--rate", "100"],

@@ -13,7 +13,7 @@ from lockhook.commands.store import CommandStore
 from lockhook.errors import ConfigError
 from lockhook.processing.apply import apply_entries
 from lockhook.settings import get_settings
-from tests.conftest import DEVICE_CLOUD_SECRET, signed
+from tests.support.config import DEVICE_CLOUD_SECRET, signed
 from tools.cli import app
 from tools.reprocess import parse_since, reprocess
 

@@ -2,43 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-
 import httpx
-import pytest
 
 from lockhook import keys
 from lockhook.commands.store import CommandStore
-from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, ROOT, SECRET, free_port, process_env, wait_for
-
-
-@pytest.fixture
-def start_simulator(settings, tmp_path):
-    started: list[subprocess.Popen] = []
-
-    def start(receiver: str, *flags: str, port: int | None = None) -> str:
-        port = port or free_port()
-        log = open(tmp_path / f"simulator-{port}.log", "w")  # noqa: SIM115 (closed with the process)
-        proc = subprocess.Popen(["lockhook", "simulate", "--port", str(port), "--receiver-url", receiver,
-                                 "--secret", DEVICE_CLOUD_SECRET, "--seam-secret", SECRET, *flags],
-                                env=process_env(settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        started.append(proc)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / f"simulator-{port}.log").read_text()
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    return base
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError("simulator did not start")
-
-    yield start
-    for proc in started:
-        proc.terminate()
-        proc.wait(10)
+from tests.support.config import API_TOKEN
+from tests.support.waiting import wait_for
+from tools.devserver import free_port
 
 
 def _status(store: CommandStore, command_id: str):

@@ -12,8 +12,7 @@ from lockhook import keys
 from lockhook.commands.issuing import issue_device_cloud
 from lockhook.commands.store import CommandStore
 from lockhook.errors import ValidationFailed
-from tests.conftest import API_TOKEN
-from tests.issuers import DEVICE_CLOUD_API_KEY, configured, device_cloud_fixture  # noqa: F401  (fixture)
+from tests.support.config import API_TOKEN, DEVICE_CLOUD_API_KEY, configured
 
 AUTH = {"authorization": f"Bearer {API_TOKEN}"}
 

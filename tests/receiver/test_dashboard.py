@@ -19,7 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lockhook.commands.store import CommandStore
 from receiver.dashboard import COOKIE
-from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, ROOT, SECRET, signed, wait_for
+from tests.support.config import API_TOKEN, DEVICE_CLOUD_SECRET, SECRET, signed
+from tests.support.processes import ROOT
+from tests.support.waiting import wait_for
 from workers.drain import drain
 
 AUTH = {"authorization": f"Bearer {API_TOKEN}"}
@@ -288,8 +290,9 @@ def test_browser_login_live_resolution_and_resend(start_web, start_worker, targe
 
 def test_demo_run_on_the_dashboard_matches_metrics(start_web, start_worker, settings, tmp_path, browser):
     """A demo-style run (simulator, commands through the API) shows live and agrees with /metrics."""
-    from tests.conftest import PYTHON, free_port, process_env
+    from tests.support.processes import PYTHON, process_env
     from tools.demo import issue_and_wait, plan
+    from tools.devserver import free_port
 
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"

@@ -33,7 +33,7 @@ def test_every_table_fits_1280_px_and_anomaly_times_are_times(start_web, r, brow
     """Long ids wrap instead of pushing columns behind a scroll bar; epoch-ms fields of anomalies read as times."""
     from lockhook import keys
     from lockhook.commands.store import CommandStore
-    from tests.conftest import API_TOKEN
+    from tests.support.config import API_TOKEN
 
     base = start_web()
     store = CommandStore(r)

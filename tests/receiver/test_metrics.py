@@ -17,7 +17,8 @@ from lockhook.commands.store import CommandStore
 from lockhook.defaults import LATENCY_BUCKETS_MS
 from lockhook.metrics import latency_histogram
 from lockhook.scripts import source
-from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, SECRET, signed, wait_for
+from tests.support.config import API_TOKEN, DEVICE_CLOUD_SECRET, SECRET, signed
+from tests.support.waiting import wait_for
 from workers.drain import drain
 
 AUTH = {"authorization": f"Bearer {API_TOKEN}"}

@@ -10,7 +10,7 @@ import pytest
 from lockhook import keys
 from lockhook.commands.store import CommandStore
 from lockhook.streams import ensure_group
-from tests.conftest import API_TOKEN, signed
+from tests.support.config import API_TOKEN, signed
 from workers.drain import drain
 
 AUTH = {"authorization": f"Bearer {API_TOKEN}"}

@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from tests.conftest import API_TOKEN, SECRET, signed
+from tests.support.config import API_TOKEN, SECRET, signed
 
 
 def _body() -> bytes:

@@ -9,7 +9,10 @@ import httpx
 import pytest
 
 from lockhook import keys
-from tests.conftest import DEVICE_CLOUD_SECRET, SECRET, free_port, process_env, redis_server_binary, signed, wait_for
+from tests.support.config import DEVICE_CLOUD_SECRET, SECRET, signed
+from tests.support.processes import ROOT, process_env, procfile_args
+from tests.support.waiting import wait_for
+from tools.devserver import free_port
 
 EVENT = {"event_id": "evt_1", "event_type": "lock.locked", "device_id": "dev_1", "method": "keycode",
          "occurred_at": "2025-01-09T18:54:32.737Z", "workspace_id": "ws_1"}
@@ -123,9 +126,7 @@ def test_no_secret_at_all_refuses_to_start(settings):
     env = process_env(settings, PORT=free_port())
     env.pop("SEAM_WEBHOOK_SECRET")
     env.pop("DEVICE_CLOUD_WEBHOOK_SECRET")
-    from tests.conftest import ROOT, procfile_command
-
-    proc = subprocess.run(["bash", "-c", "exec " + procfile_command("web")], env=env, cwd=ROOT,
+    proc = subprocess.run(procfile_args("web"), env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if "lockhook:" in line]
@@ -199,51 +200,18 @@ def test_live_20_concurrent_posts_of_one_id_enqueue_exactly_once(start_web, r):
     assert r.get(keys.DRAIN_FLAG) is not None  # a further delivery would not enqueue another drain
 
 
-class OwnRedis:
-    """A redis-server this test starts and stops (never the shared one)."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen([redis_server_binary(), "--port", str(self.port), "--save", "",
-                                      "--appendonly", "no", "--bind", "127.0.0.1"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-
-        wait_for(lambda: _pings(redis.Redis(port=self.port)))
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except Exception:
-        return False
-
-
-def test_live_redis_down_gives_503_and_the_retry_is_accepted_after_restart(start_web):
-    own = OwnRedis()
-    own.start()
-    try:
-        base = start_web(REDIS_URL=f"redis://127.0.0.1:{own.port}/0")
-        body = body_of()
-        assert httpx.get(base + "/healthz").status_code == 200
-        own.stop()
-        started = time.monotonic()
-        resp = httpx.post(base + "/webhooks/seam", content=body, headers=signed(body, "outage1"), timeout=20)
-        assert resp.status_code == 503 and resp.json()["error"] == "storage_unavailable"
-        assert resp.headers["retry-after"]
-        assert time.monotonic() - started < 15
-        assert httpx.get(base + "/healthz", timeout=20).status_code == 503
-        own.start()
-        resp = httpx.post(base + "/webhooks/seam", content=body, headers=signed(body, "outage1"))
-        assert resp.status_code == 202  # no dedupe mark was left behind by the failed attempt
-        assert httpx.get(base + "/healthz").status_code == 200
-    finally:
-        if own.proc and own.proc.poll() is None:
-            own.stop()
+def test_live_redis_down_gives_503_and_the_retry_is_accepted_after_restart(start_web, own_redis):
+    base = start_web(REDIS_URL=own_redis.url)
+    body = body_of()
+    assert httpx.get(base + "/healthz").status_code == 200
+    own_redis.stop()
+    started = time.monotonic()
+    resp = httpx.post(base + "/webhooks/seam", content=body, headers=signed(body, "outage1"), timeout=20)
+    assert resp.status_code == 503 and resp.json()["error"] == "storage_unavailable"
+    assert resp.headers["retry-after"]
+    assert time.monotonic() - started < 15
+    assert httpx.get(base + "/healthz", timeout=20).status_code == 503
+    own_redis.start()
+    resp = httpx.post(base + "/webhooks/seam", content=body, headers=signed(body, "outage1"))
+    assert resp.status_code == 202  # no dedupe mark was left behind by the failed attempt
+    assert httpx.get(base + "/healthz").status_code == 200

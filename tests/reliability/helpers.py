@@ -1,69 +1,20 @@
-"""Fault-injection helpers: a Redis server the test owns (AOF on), event bodies, a notification target."""
+"""Helpers of the fault suite: event bodies, a worker busy with a batch, whether the inbox is settled, and
+what to show when a test fails."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import redis
 
-from lockhook import keys
-from tests.conftest import free_port, redis_server_binary
+from lockhook import defaults, jobs, keys
+from lockhook.commands.store import Command, CommandStore
+from tests.support.processes import Process
+from tests.support.waiting import wait_for
 
-
-class OwnRedis:
-    """A redis-server subprocess this test may stop, start, pause and kill (the shared one must not be)."""
-
-    def __init__(self, workdir: Path, appendonly: bool = True):
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.appendonly = appendonly
-        self.proc: subprocess.Popen | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-                "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
-                "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with redis.Redis(port=self.port, socket_timeout=1) as c:
-                    if c.ping():
-                        return
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                time.sleep(0.02)
-        raise AssertionError("own redis-server did not start")
-
-    def stop(self) -> None:
-        """A graceful stop (SIGTERM), as a managed Redis restart does: the AOF is flushed first."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(20)
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def pause(self) -> None:
-        """Redis stops answering but keeps its connections open: the hang case, worse than a refusal."""
-        os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        os.kill(self.proc.pid, signal.SIGCONT)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
+FILLERS = defaults.DRAIN_BATCH - 1
 
 
 def iso(ts: float | None = None) -> str:
@@ -92,6 +43,39 @@ def body(event: dict) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
 
+def heavy_event(n: int) -> bytes:
+    """A valid event that takes milliseconds to parse, so a batch of them keeps the drain busy."""
+    event = other_event(n, "dev_filler")
+    event["payload"] = [{"k": i, "v": "x" * 8, "nested": {"a": [i, i + 1]}} for i in range(2500)]
+    return body(event)
+
+
+def store_deliveries(r, deliveries: list[tuple[str, bytes]]) -> None:
+    """Put deliveries in the inbox at once, as the ingest script does (so one drain batch reads them all)."""
+    with r.pipeline(transaction=True) as pipe:
+        for delivery_id, raw in deliveries:
+            pipe.set(keys.dedupe("seam", delivery_id), "1")
+            pipe.xadd(keys.INBOX, {"endpoint": "seam", "delivery_id": delivery_id, "headers": "{}", "body": raw,
+                                   "received_at": int(time.time() * 1000)})
+        pipe.execute()
+
+
+def busy_worker(r: redis.Redis, start_worker, name: str) -> tuple[CommandStore, Command, Process]:
+    """A worker that has read, and not yet acknowledged, a full drain batch: FILLERS slow-to-parse events,
+    then delivery `msg_<name>` confirming the pending command (`aa_<name>` on device `dev_<name>`)."""
+    store = CommandStore(r)
+    command, _ = store.register(f"dev_{name}", "unlock", "external", action_attempt_id=f"aa_{name}", timeout_s=600)
+    worker = start_worker()
+    wait_for(lambda: r.exists(keys.MAINTENANCE_FLAG) and r.xinfo_groups(keys.INBOX), timeout=20)
+    confirmation = attempt_succeeded(0, f"dev_{name}", action="unlock") | {"event_id": f"evt_{name}",
+                                                                           "action_attempt_id": f"aa_{name}"}
+    store_deliveries(r, [(f"msg_filler_{n}", heavy_event(n)) for n in range(FILLERS)]
+                     + [(f"msg_{name}", body(confirmation))])
+    jobs.ensure_drain(r)
+    wait_for(lambda: r.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] > 0, timeout=20, interval=0.001)
+    return store, command, worker
+
+
 def inbox_settled(client: redis.Redis) -> bool:
     """True when every inbox entry was read and acknowledged by the drain workers."""
     try:
@@ -104,59 +88,6 @@ def inbox_settled(client: redis.Redis) -> bool:
     # Redis 6.2 has no "lag": compare the group's last delivered id with the stream's last id instead
     last = client.xinfo_stream(keys.INBOX)["last-generated-id"]
     return group["last-delivered-id"] == last
-
-
-class NotifyTarget:
-    """A local HTTP server standing in for a customer's notification endpoint; records every request."""
-
-    def __init__(self, status: int = 200, delay_s: float = 0.0, headers: dict[str, str] | None = None):
-        self.requests: list[dict] = []
-        self.status = status
-        self.delay_s = delay_s
-        self.headers = headers or {}
-        self.lock = threading.Lock()
-        target = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length)
-                with target.lock:
-                    target.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in
-                                                                           self.headers.items()},
-                                            "body": raw, "at": time.monotonic(), "status": target.status})
-                if target.delay_s:
-                    time.sleep(target.delay_s)
-                self.send_response(target.status)
-                for name, value in target.headers.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):  # keep test output quiet
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False  # a hanging target must not hold up the test's teardown
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def ids(self) -> list[str]:
-        """webhook-id of every request answered 2xx (a retry after a non-2xx is not a duplicate)."""
-        with self.lock:
-            return [r["headers"].get("webhook-id", "") for r in self.requests if r["status"] < 300]
-
-    def delivered(self, type_: str | None = None) -> list[dict]:
-        """Bodies of the requests answered 2xx, optionally of one outcome type."""
-        with self.lock:
-            bodies = [json.loads(r["body"]) for r in self.requests if r["status"] < 300]
-        return [b for b in bodies if type_ is None or b.get("type") == type_]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def diagnose(client: redis.Redis, *processes) -> str:

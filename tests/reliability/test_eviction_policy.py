@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 
 def test_an_evicting_redis_is_reported_by_healthz_and_the_worker(start_web, start_worker, r):

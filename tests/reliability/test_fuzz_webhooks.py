@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from lockhook import keys
 from lockhook.processing.events import MODELS
-from tests.conftest import SECRET, signed
 from tests.reliability.helpers import inbox_settled
+from tests.support.config import SECRET, signed
 from workers.drain import drain
 
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), deadline=None,

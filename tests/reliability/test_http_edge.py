@@ -12,7 +12,8 @@ import uuid
 import httpx
 import psutil
 
-from tests.conftest import signed, wait_for
+from tests.support.config import signed
+from tests.support.waiting import wait_for
 
 
 def _webhook(base: str) -> int:

@@ -21,8 +21,10 @@ from lockhook.commands.store import CommandStore
 from lockhook.processing.apply import apply_entries
 from lockhook.processing.locks import lock_state
 from lockhook.streams import ensure_group
-from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, PYTHON, ROOT, process_env, signed, wait_for
 from tests.reliability.helpers import inbox_settled
+from tests.support.config import API_TOKEN, DEVICE_CLOUD_SECRET, signed
+from tests.support.processes import PYTHON, ROOT, process_env
+from tests.support.waiting import wait_for
 from workers.drain import drain, reclaim_inbox
 
 AUTH = {"authorization": f"Bearer {API_TOKEN}"}

@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from lockhook.commands.store import CommandStore
-from tests.conftest import signed, wait_for
 from tests.reliability.helpers import attempt_succeeded, body, diagnose, other_event
+from tests.support.config import signed
+from tests.support.waiting import wait_for
 
 LIMIT_S = 15  # Svix counts only a 2xx within 15 s; anything slower is a failure and a retry
 
@@ -54,7 +55,8 @@ def test_redis_down_means_503_not_500_and_everything_reconnects(own_redis, start
     refused = assert_storage_unavailable(post_many(base, "refused"))
     status, health_s = healthz(base)
     assert status == 503 and health_s < LIMIT_S
-    time.sleep(4)  # long enough for the worker to notice and go through its reconnect backoff
+    # the worker noticed, and a reconnect after its first backoff failed too (the next backoff is 1 s)
+    worker.wait_until(lambda: "retrying in 1.0 s" in worker.output(), timeout=30, what="the worker's reconnect backoff")
 
     # 2. hanging: the server accepts nothing and answers nothing (SIGSTOP), the worst case for timeouts
     own_redis.start()
@@ -63,7 +65,7 @@ def test_redis_down_means_503_not_500_and_everything_reconnects(own_redis, start
     hanging = assert_storage_unavailable(post_many(base, "hanging"))
     status, hang_health_s = healthz(base)
     assert status == 503 and hang_health_s < LIMIT_S
-    time.sleep(2)
+    time.sleep(2)  # the outage itself: Redis stays hung a while longer before it recovers
     own_redis.resume()
     back = time.monotonic()
 

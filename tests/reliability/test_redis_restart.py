@@ -14,8 +14,9 @@ import pytest
 
 from lockhook import defaults, keys
 from lockhook.commands.store import CommandStore
-from tests.conftest import signed, wait_for
 from tests.reliability.helpers import attempt_succeeded, body, diagnose, inbox_settled, lock_event, other_event
+from tests.support.config import signed
+from tests.support.waiting import wait_for
 
 COMMANDS = 300
 DELIVERIES = 2_000
@@ -68,6 +69,7 @@ async def post_all(base: str, deliveries, on_ack) -> tuple[Counter, dict[str, in
     return statuses, final
 
 
+@pytest.mark.one_at_a_time
 @pytest.mark.timeout(360)  # the slow recovery path of a cut-off notification job takes ~2.5 min
 def test_redis_restart_under_load_loses_nothing_and_runs_nothing_twice(own_redis, start_web, start_worker, r,
                                                                         notify_target):

@@ -10,8 +10,8 @@ import httpx
 
 from lockhook import defaults, keys
 from lockhook.ingest.signatures import verify
-from tests.conftest import DEVICE_CLOUD_SECRET, SECRET, signed
 from tests.reliability.helpers import lock_event
+from tests.support.config import DEVICE_CLOUD_SECRET, SECRET, signed
 
 RAW = json.dumps(lock_event(1, "dev_replay")).encode()
 

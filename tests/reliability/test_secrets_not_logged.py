@@ -8,8 +8,12 @@ import subprocess
 
 import httpx
 
-from tests.conftest import API_TOKEN, DEVICE_CLOUD_SECRET, ROOT, SECRET, free_port, process_env, signed, wait_for
-from tests.reliability.helpers import NotifyTarget, attempt_succeeded, body, lock_event
+from tests.reliability.helpers import attempt_succeeded, body, lock_event
+from tests.support.config import API_TOKEN, DEVICE_CLOUD_SECRET, SECRET, signed
+from tests.support.processes import ROOT, process_env
+from tests.support.servers import NotifyTarget
+from tests.support.waiting import wait_for
+from tools.devserver import free_port
 
 NOTIFY_SECRET = "whsec_bm90aWZ5LXNlY3JldC1uZXZlci1sb2dnZWQtOTg3Ng=="
 SEAM_API_KEY = "seam_test_k3y_never_logged_5e5e"

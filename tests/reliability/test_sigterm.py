@@ -11,12 +11,13 @@ import time
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 
-from lockhook import defaults, jobs, keys
+from lockhook import keys
 from lockhook.commands.store import CommandStore
-from tests.conftest import API_TOKEN, signed, wait_for
-from tests.reliability.helpers import attempt_succeeded, body, other_event
-from tests.reliability.test_worker_kill import heavy_event, store_deliveries
+from tests.reliability.helpers import FILLERS, body, busy_worker, other_event
+from tests.support.config import API_TOKEN, signed
+from tests.support.waiting import wait_for
 
 
 def raw_request_head(base: str, path: str, headers: dict[str, str], length: int) -> bytes:
@@ -24,6 +25,11 @@ def raw_request_head(base: str, path: str, headers: dict[str, str], length: int)
     lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {length}", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def holds_connection(pid: int, client_port: int) -> bool:
+    """True when process `pid` has accepted the TCP connection made from local port `client_port`."""
+    return any(c.raddr and c.raddr.port == client_port for c in psutil.Process(pid).net_connections("tcp"))
 
 
 def read_response(sock: socket.socket) -> bytes:
@@ -53,9 +59,11 @@ def test_web_sigterm_finishes_in_flight_requests(start_web, r):
 
     poller = threading.Thread(target=long_poll)
     poller.start()
-    time.sleep(0.5)
+    # both in flight: the web holds the webhook's connection and the long-poll is parked on its subscription
+    wait_for(lambda: holds_connection(live.proc.pid, sock.getsockname()[1]))
+    wait_for(lambda: r.pubsub_numpat() == 1)  # the web's one subscription, held while a long-poll waits
     live.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    live.wait_until(lambda: "Shutting down" in live.output(), what="the web's graceful shutdown")
     sock.sendall(raw[10:])
     answer = read_response(sock)
     sock.close()
@@ -70,17 +78,7 @@ def test_web_sigterm_finishes_in_flight_requests(start_web, r):
 
 
 def test_worker_sigterm_finishes_the_running_job(start_worker, r):
-    store = CommandStore(r)
-    command, _ = store.register("dev_term", "unlock", "external", action_attempt_id="aa_term", timeout_s=600)
-    worker = start_worker()
-    wait_for(lambda: r.exists(keys.MAINTENANCE_FLAG) and r.xinfo_groups(keys.INBOX), timeout=20)
-    confirmation = attempt_succeeded(0, "dev_term", action="unlock") | {"event_id": "evt_term",
-                                                                         "action_attempt_id": "aa_term"}
-    fillers = defaults.DRAIN_BATCH - 1
-    store_deliveries(r, [(f"msg_f_{n}", heavy_event(n)) for n in range(fillers)] + [("msg_term", body(confirmation))])
-    jobs.ensure_drain(r)
-
-    wait_for(lambda: r.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] > 0, timeout=20, interval=0.001)
+    store, command, worker = busy_worker(r, start_worker, "term")
     os.killpg(worker.proc.pid, signal.SIGTERM)  # the platform signals every process of the dyno
     signalled = time.monotonic()
     assert worker.proc.wait(30) == 0, worker.output()[-2000:]
@@ -89,6 +87,6 @@ def test_worker_sigterm_finishes_the_running_job(start_worker, r):
     # the batch in progress was finished and acknowledged before the worker exited
     assert r.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] == 0
     assert store.get(command.command_id).status == "succeeded"
-    assert sum(int(v) for v in r.hgetall(keys.EVENT_STATS).values()) == fillers + 1
+    assert sum(int(v) for v in r.hgetall(keys.EVENT_STATS).values()) == FILLERS + 1
     assert r.zcard("rq:failed:events") == 0
     print(f"\nworker stopped {stopped_s:.1f} s after SIGTERM, its drain job finished")

@@ -10,7 +10,8 @@ import httpx
 import psutil
 
 from lockhook.commands.store import CommandStore
-from tests.conftest import API_TOKEN, wait_for
+from tests.support.config import API_TOKEN
+from tests.support.waiting import wait_for
 
 
 def test_open_long_polls_answer_200_when_the_web_process_stops(start_web, r):

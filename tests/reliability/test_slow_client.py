@@ -9,10 +9,11 @@ import time
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from lockhook import defaults
-from tests.conftest import signed
 from tests.reliability.helpers import body, other_event
+from tests.support.config import signed
 
 SLOW_CLIENTS = 20
 
@@ -50,6 +51,7 @@ def trickle(port: int, results: list, index: int) -> None:
     results[index] = (answer, answered)
 
 
+@pytest.mark.one_at_a_time
 def test_trickled_bodies_get_408_while_others_are_served(start_web, r):
     base = start_web()
     port = urlsplit(base).port
@@ -68,15 +70,16 @@ def test_trickled_bodies_get_408_while_others_are_served(start_web, r):
         latencies.append(time.monotonic() - started)
         assert resp.status_code == 202
         n += 1
-        time.sleep(0.05)
+        time.sleep(0.05)  # paces the ordinary senders
     for t in threads:
         t.join(defaults.BODY_READ_TIMEOUT_S + 30)
 
     for answer, seconds in results:
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b"body_read_timeout" in answer
-        assert defaults.BODY_READ_TIMEOUT_S - 0.5 <= seconds <= defaults.BODY_READ_TIMEOUT_S + 2, seconds
-    assert n >= 20 and max(latencies) < 1.0, max(latencies)
+        assert defaults.BODY_READ_TIMEOUT_S - 1 <= seconds <= defaults.BODY_READ_TIMEOUT_S + 2, seconds
+    # served all along: a sender held up behind the trickling clients would wait for their cut-off
+    assert n >= 20 and max(latencies) < defaults.BODY_READ_TIMEOUT_S / 2, max(latencies)
     assert httpx.get(base + "/healthz").status_code == 200
     print(f"\n{SLOW_CLIENTS} trickling clients cut off after {max(s for _, s in results):.1f} s; "
           f"{n} other deliveries served meanwhile, slowest {max(latencies) * 1000:.0f} ms")

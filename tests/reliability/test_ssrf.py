@@ -14,8 +14,10 @@ from lockhook.commands.store import CommandStore
 from lockhook.errors import CallbackUrlRefused
 from lockhook.notifications.callback_policy import check_callback_url
 from lockhook.notifications.store import NotificationStore
-from tests.conftest import API_TOKEN, signed, wait_for
-from tests.reliability.helpers import NotifyTarget, attempt_succeeded, body
+from tests.reliability.helpers import attempt_succeeded, body
+from tests.support.config import API_TOKEN, signed
+from tests.support.servers import NotifyTarget
+from tests.support.waiting import wait_for
 from workers.notifications import deliver, enqueue_notifications
 
 AUTH = {"authorization": f"Bearer {API_TOKEN}"}

@@ -10,46 +10,17 @@ import signal
 import time
 
 import httpx
+import psutil
 
-from lockhook import defaults, jobs, keys
-from lockhook.commands.store import CommandStore
-from tests.conftest import signed, wait_for
-from tests.reliability.helpers import attempt_succeeded, body, diagnose, inbox_settled, other_event
-
-FILLERS = defaults.DRAIN_BATCH - 1
-
-
-def heavy_event(n: int) -> bytes:
-    """A valid event that takes milliseconds to parse, so a batch of them keeps the drain busy."""
-    event = other_event(n, "dev_kill_filler")
-    event["payload"] = [{"k": i, "v": "x" * 8, "nested": {"a": [i, i + 1]}} for i in range(2500)]
-    return body(event)
-
-
-def store_deliveries(r, deliveries: list[tuple[str, bytes]]) -> None:
-    """Put deliveries in the inbox at once, as the ingest script does (so one drain batch reads them all)."""
-    with r.pipeline(transaction=True) as pipe:
-        for delivery_id, raw in deliveries:
-            pipe.set(keys.dedupe("seam", delivery_id), "1")
-            pipe.xadd(keys.INBOX, {"endpoint": "seam", "delivery_id": delivery_id, "headers": "{}", "body": raw,
-                                   "received_at": int(time.time() * 1000)})
-        pipe.execute()
+from lockhook import defaults, keys
+from tests.reliability.helpers import FILLERS, body, busy_worker, diagnose, inbox_settled, other_event
+from tests.support.config import signed
+from tests.support.waiting import wait_for
 
 
 def test_sigkilled_worker_work_is_rerun_and_the_command_resolves_once(r, start_worker, start_web):
-    store = CommandStore(r)
-    command, _ = store.register("dev_kill", "unlock", "external", action_attempt_id="aa_kill", timeout_s=600)
-    worker = start_worker()
-    wait_for(lambda: r.exists(keys.MAINTENANCE_FLAG) and r.xinfo_groups(keys.INBOX), timeout=20)
-
-    confirmation = attempt_succeeded(0, "dev_kill", action="unlock") | {"event_id": "evt_kill",
-                                                                         "action_attempt_id": "aa_kill"}
-    store_deliveries(r, [(f"msg_filler_{n}", heavy_event(n)) for n in range(FILLERS)]
-                     + [("msg_kill", body(confirmation))])
-    jobs.ensure_drain(r)
-
+    store, command, worker = busy_worker(r, start_worker, "kill")
     # kill the whole worker (process group: workers, scheduler, notifier) once the batch is read, not acked
-    wait_for(lambda: r.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] > 0, timeout=20, interval=0.001)
     os.killpg(worker.proc.pid, signal.SIGKILL)
     killed_at = time.monotonic()
     worker.proc.wait(10)
@@ -71,7 +42,7 @@ def test_sigkilled_worker_work_is_rerun_and_the_command_resolves_once(r, start_w
         raise AssertionError(diagnose(r, replacement)) from None
     recovered_s = time.monotonic() - killed_at
     wait_for(lambda: inbox_settled(r), timeout=40)
-    wait_for(lambda: r.exists(f"{keys.PREFIX}processed:event:evt_other_99999"), timeout=20)
+    wait_for(lambda: r.exists(keys.processed("seam", "event:evt_other_99999")), timeout=20)
     settled_s = time.monotonic() - killed_at
 
     resolved = [e for e in store.timeline(command.command_id) if e["kind"] == "resolved"]
@@ -87,13 +58,6 @@ def test_sigkilled_worker_work_is_rerun_and_the_command_resolves_once(r, start_w
 
 
 def test_the_notifier_child_does_not_outlive_a_killed_worker(start_worker):
-    import os
-    import signal
-
-    import psutil
-
-    from tests.conftest import wait_for
-
     worker = start_worker()
     parent = psutil.Process(worker.proc.pid)
     children = wait_for(lambda: parent.children(recursive=True), timeout=30)

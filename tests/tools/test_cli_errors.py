@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from lockhook.ingest.signatures import verify
-from tests.conftest import DEVICE_CLOUD_SECRET, SECRET, free_port
+from tests.support.config import DEVICE_CLOUD_SECRET, SECRET
 from tests.tools.cli import assert_one_clear_line, lockhook
+from tools.devserver import free_port
 
 EVENT = {"event_id": "evt_cli_1", "event_type": "lock.locked", "device_id": "d1"}
 

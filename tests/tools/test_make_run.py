@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from lockhook.settings import Settings
-from tests.conftest import free_port, wait_for
+from tests.support.waiting import wait_for
 from tests.tools.cli import CLEARED, assert_one_clear_line, lockhook
-from tools.devserver import DEV_ENV, child_env, load_dev_env, redis_answers
+from tools.devserver import DEV_ENV, child_env, free_port, load_dev_env, redis_answers
 
 
 class DevRun:

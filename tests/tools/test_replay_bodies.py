@@ -9,7 +9,7 @@ import pytest
 
 from lockhook import keys
 from lockhook.ingest.fixtures import read_fixtures
-from tests.conftest import DEVICE_CLOUD_SECRET, SECRET
+from tests.support.config import DEVICE_CLOUD_SECRET, SECRET
 from tests.tools.cli import assert_one_clear_line, lockhook
 from tools.replay import load
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.issuers import SEAM_API_KEY, closed_port_url, fake_seam_fixture  # noqa: F401  (fixture)
+from tests.support.config import SEAM_API_KEY
+from tests.support.servers import closed_port_url
 from tests.tools.cli import assert_one_clear_line, lockhook
 
 

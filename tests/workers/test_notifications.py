@@ -22,7 +22,9 @@ from lockhook.notifications.payloads import CALLBACK, slack_text
 from lockhook.notifications.store import NotificationStore
 from lockhook.outcomes import Outcome
 from lockhook.settings import Settings
-from tests.conftest import ROOT, process_env, signed, wait_for
+from tests.support.config import signed
+from tests.support.processes import ROOT, process_env
+from tests.support.waiting import wait_for
 from workers.notifications import deliver, enqueue_notifications, parse_retry_after
 
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"lockhook-notify-test-secret-32b!").decode()

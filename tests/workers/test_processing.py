@@ -7,11 +7,13 @@ import uuid
 import pytest
 
 from lockhook import keys, outcomes
+from lockhook.clock import now_ms
 from lockhook.commands.store import CommandStore
 from lockhook.processing.apply import apply_entries
 from lockhook.processing.locks import device_events, lock_state
 from lockhook.streams import ensure_group
-from tests.conftest import DEVICE_CLOUD_SECRET, signed
+from tests.support.config import DEVICE_CLOUD_SECRET, signed
+from tests.support.waiting import wait_for
 from workers.drain import drain
 from workers.outbox import dispatch_outbox
 
@@ -58,10 +60,6 @@ def h(client, r):
     outcomes.subscribe(capture)
     yield harness
     outcomes._subscribers.remove(capture)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def seam_lock_event(kind="lock.unlocked", device="dev_1", occurred=None, **extra):
@@ -198,6 +196,7 @@ def test_timeout_then_late_success(h):
 
 def test_deadline_sweep_and_scheduled_expiry(h):
     from rq import Queue, SimpleWorker
+    from rq.registry import ScheduledJobRegistry
 
     from workers.deadlines import sweep
 
@@ -205,7 +204,9 @@ def test_deadline_sweep_and_scheduled_expiry(h):
     assert sweep(h.r) == 1 and h.store.get(swept.command_id).status == "timed_out"
     scheduled, _ = h.store.register("dev_9", "lock", "external", timeout_s=0.2)
     q = Queue("events", connection=h.r)
-    time.sleep(0.3)  # the deadline itself must pass: RQ's scheduler only moves jobs that are due
+    deadline_ms = int(h.r.hget(keys.command(scheduled.command_id), "deadline_at"))
+    # the deadline itself must pass (the expiry checks it) and RQ must count the job as due (its scheduler's test)
+    wait_for(lambda: now_ms() >= deadline_ms and ScheduledJobRegistry(queue=q).get_jobs_to_schedule(), timeout=5)
     SimpleWorker([q], connection=h.r).work(burst=True, with_scheduler=True)  # burst: scheduler runs once
     assert h.store.get(scheduled.command_id).status == "timed_out"
 
