@@ -6,6 +6,9 @@ from pathlib import Path
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from lockhook import defaults
 from lockhook.errors import ConfigError
@@ -41,11 +44,17 @@ def sync_client(settings: Settings, **overrides) -> redis.Redis:
 
 
 def async_client(settings: Settings) -> aioredis.Redis:
-    """A client for the ack path: short timeouts so a dead Redis is a fast 503."""
+    """A client for the ack path: short timeouts so a dead Redis is a fast 503.
+
+    A command that finds its connection closed is sent once more on a new one: managed Redis services close
+    idle connections (their `timeout`), and the asyncio client has no retry of its own. Every script on the
+    ack path is idempotent (a second run of `ingest` finds its dedupe mark: the delivery is stored once).
+    """
     return aioredis.Redis.from_url(
         settings.redis_url,
         socket_timeout=defaults.REDIS_SOCKET_TIMEOUT_S,
         socket_connect_timeout=defaults.REDIS_SOCKET_TIMEOUT_S,
+        retry=AsyncRetry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
         **tls_options(settings),
     )
 

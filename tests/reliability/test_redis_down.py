@@ -83,3 +83,20 @@ def test_redis_down_means_503_not_500_and_everything_reconnects(own_redis, start
     assert "redis unavailable" in worker.output()  # it did lose Redis, and came back by itself
     print(f"\nrefused: slowest 503 {refused:.2f} s; hanging: slowest 503 {hanging:.2f} s, /healthz "
           f"{hang_health_s:.2f} s; command resolved {resumed_s:.1f} s after Redis came back")
+
+
+def test_a_connection_redis_closed_while_idle_is_replaced_not_a_503(start_web, tmp_path):
+    """Managed Redis services close idle connections (`timeout`): the next webhook must still be stored."""
+    from tests.support.processes import RedisServer
+    from tests.support.waiting import wait_for
+
+    redis_server = RedisServer(tmp_path / "idle-redis").start()
+    try:
+        client = redis_server.client()
+        client.config_set("timeout", 1)
+        base = start_web(REDIS_URL=redis_server.url)
+        assert httpx.get(base + "/healthz", timeout=5).status_code == 200
+        wait_for(lambda: len(client.client_list()) == 1, timeout=20)  # the server closed the web's idle ones
+        assert httpx.get(base + "/healthz", timeout=5).status_code == 200
+    finally:
+        redis_server.stop()
