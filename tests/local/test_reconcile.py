@@ -89,14 +89,18 @@ def test_reconcile_corrects_a_lock_state_that_drifted(settings, fake_seam, start
     base = start_web(**_seam_env(fake_seam, RECONCILE_EVERY_S=0))
     start_worker(**_seam_env(fake_seam, RECONCILE_EVERY_S=0))
     fake_seam.call("/locks/lock_door", device_id=SEAM_DEVICE)  # the fake now reports it locked
+    locked_event = wait_for(lambda: [e for e in _events_listed_by_the_fake(fake_seam, "2000-01-01T00:00:00Z")
+                                     if e["event_type"] == "lock.locked"])[-1]
+    after_it = locked_event["created_at"].replace("Z", "1Z") if "." in locked_event["created_at"] else None
     body = json.dumps({"event_id": "evt_drift", "event_type": "lock.unlocked", "device_id": SEAM_DEVICE,
-                       "method": "manual", "occurred_at": "2026-01-01T00:00:00Z"}).encode()
+                       "method": "manual", "occurred_at": locked_event["created_at"]}).encode()
     assert httpx.post(base + "/webhooks/seam", content=body, headers=signed(body, "msg_drift"),
                       timeout=10).status_code == 202
     wait_for(lambda: _lock(base).get("source_event") == "event:evt_drift")
     assert _lock(base)["locked"] is False
-    done = _reconcile(settings, fake_seam, "--since", "1m")
+    # the fake's own lock.locked event is not listed again (reconcile from after it): only locks.list knows
+    done = _reconcile(settings, fake_seam, "--since", after_it or "1s")
     assert done.returncode == 0, done.stderr
-    assert "corrected" in done.stdout
+    assert "1 corrected" in done.stdout, done.stdout
     state = _lock(base)
     assert (state["locked"], state["source"]) == (True, "seam_api") and state["read_at"]

@@ -13,7 +13,8 @@ import httpx
 
 from lockhook import defaults, keys
 from receiver.dashboard import COOKIE
-from tests.conftest import API_TOKEN, free_port
+from tests.support.config import API_TOKEN
+from tools.devserver import free_port
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 AUTH = {"authorization": f"Bearer {API_TOKEN}"}
