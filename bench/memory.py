@@ -12,6 +12,8 @@ class RedisBytes:
     per_pending_command: float
     per_stored_delivery: float
     per_resolved: float | None = None
+    sizing: dict[str, float] | None = None
+    """What each kept thing costs after the drain (the README's sizing table is computed from these)."""
 
 
 def redis_bytes(r: BenchRedis, n: int = 20_000) -> RedisBytes:
@@ -23,7 +25,26 @@ def redis_bytes(r: BenchRedis, n: int = 20_000) -> RedisBytes:
     m1 = r.used_memory()
     ingest_directly(r.client, signed_deliveries("mem", n))
     m2 = r.used_memory()
-    return RedisBytes((m1 - m0) / n, (m2 - m1) / n)
+    return RedisBytes((m1 - m0) / n, (m2 - m1) / n, sizing=_sizing(r.client, n))
+
+
+def _sizing(client, n: int, devices: int = 500) -> dict[str, float]:
+    """Drain what was stored, then MEMORY USAGE of each kind of key, per delivery / command / device."""
+    from lockhook import keys
+    from lockhook.streams import ensure_group
+    from workers.drain import drain
+
+    ensure_group(client, keys.INBOX, keys.INBOX_GROUP)
+    while drain(client, max_seconds=60):
+        pass
+
+    def total(pattern: str) -> int:
+        return sum(client.memory_usage(k) or 0 for k in client.scan_iter(match=keys.PREFIX + pattern, count=1000))
+
+    return {"inbox body (INBOX_RETENTION_S)": (client.memory_usage(keys.INBOX) or 0) / n,
+            "dedupe + processed marks (7 days)": (total("dedupe:*") + total("processed:*")) / n,
+            "command hash, timeline, id indexes (30 days)": (total("cmd:*") + total("idx:*")) / n,
+            "device event log + lock state, per device": (total("device:*:events") + total("lock:*")) / devices}
 
 
 def section(rb: RedisBytes, rss: list[tuple[str, int]], http_delivery_bytes: int | None,
@@ -39,6 +60,8 @@ def section(rb: RedisBytes, rss: list[tuple[str, int]], http_delivery_bytes: int
         s.add("Redis bytes per event applied and its command resolved (delta after the drain: processed mark, "
               "event logs, outbox/notification records; the inbox entry is trimmed only after the dedupe window)",
               f"{resolved_bytes:,.0f} B")
+    for label, value in (rb.sizing or {}).items():
+        s.add(f"Redis bytes: {label}", f"{value:,.0f} B")
     for label, value in rss:
         s.add(f"peak RSS: {label}", mib(value))
     s.notes.append("Redis deltas are INFO used_memory differences on the bench's own redis-server "
