@@ -120,7 +120,7 @@ NOTIFY_CIRCUIT_COOLDOWN_S = 30.0
 OUTBOX_BATCH = 200
 """Outbox entries the notifier reads per XREADGROUP."""
 
-OUTBOX_RECLAIM_IDLE_MS = 5_000
+OUTBOX_RECLAIM_IDLE_MS = 3_000
 """Outbox entries read but unacknowledged this long belong to a dead notifier: claimed and created again."""
 
 NOTIFY_GUARD_TTL_S = 7 * 24 * 3600

@@ -109,7 +109,7 @@ def _log_outcome(outcome: Outcome, data: dict, labels: list[str]) -> None:
 
 
 def consume(settings: Settings, stop: threading.Event, on_created=lambda: None) -> None:
-    """Turn outbox entries into records until `stop`: new ones (XREADGROUP BLOCK 1 s) and, every 2 s, those a
+    """Turn outbox entries into records until `stop`: new ones (XREADGROUP BLOCK 1 s) and, every 1 s, those a
     dead notifier left unacknowledged. After any error the same batch goes again (creation is idempotent)."""
     client = sync_client(settings, socket_timeout=10)
     consumer, entries, claim_at, backoff = consumer_name(), [], 0.0, 0.1
@@ -121,7 +121,7 @@ def consume(settings: Settings, stop: threading.Event, on_created=lambda: None) 
                         if label := client.hget(keys.notification(nid), "label"):
                             store.make_due(client, nid, text(label))
                     client.delete(keys.NOTIFY_INFLIGHT)
-                claim_at = time.monotonic() + 2
+                claim_at = time.monotonic() + 1
                 entries = client.xautoclaim(keys.OUTBOX, keys.OUTBOX_GROUP, consumer, defaults.OUTBOX_RECLAIM_IDLE_MS,
                                             count=defaults.OUTBOX_BATCH)[1]
             if not entries:
@@ -253,16 +253,17 @@ class Sender:
                 await asyncio.wait(set(self.tasks), timeout=self.settings.notify_timeout_s + 10)
 
     async def _lease_loop(self, stop: asyncio.Event) -> None:
-        backoff = 0.1
+        backoff, lost = 0.1, False
         while not stop.is_set():
             self.wake.clear()
             free, taken, now = self.concurrency - len(self.busy), 0, now_ms()
             lease_until = now + int((self.settings.notify_timeout_s + defaults.NOTIFY_LEASE_MARGIN_S) * 1000)
             try:
                 replies = await self.lease(keys=[keys.NOTIFY_DUE], args=store.lease_args(
-                    now, lease_until, free, self.token, self.caps(), self.target_cap)) if free > 0 else []
-                backoff = 0.1
-            except (RedisError, OSError) as exc:
+                    now, lease_until, free, self.token, self.caps(), self.target_cap, lost)) if free > 0 else []
+                backoff, lost = 0.1, False
+            except (RedisError, OSError) as exc:  # it may have leased records all the same: take them back next
+                lost = True
                 log.warning("notifier: redis unavailable (%s); retrying in %.1f s", type(exc).__name__, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)

@@ -26,9 +26,17 @@ redis.call('ZADD', KEYS[3], 'LT', ARGV[3], ARGV[4])
 return 1"""
 
 LEASE = """-- KEYS: index (a target's score is at most its earliest record's; made exact here);
--- ARGV: now, lease until, limit, token, default cap, record prefix, due prefix, then label, free slots, ...
+-- ARGV: now, lease until, limit, token, default cap, record prefix, due prefix, reclaim, then label, free, ...
 local now, limit, free, out = tonumber(ARGV[1]), tonumber(ARGV[3]), {}, {}
-for i = 8, #ARGV, 2 do free[ARGV[i]] = tonumber(ARGV[i + 1]) end
+for i = 9, #ARGV, 2 do free[ARGV[i]] = tonumber(ARGV[i + 1]) end
+if ARGV[8] == '1' then  -- a lease reply was lost: what this token holds comes back to it
+  for _, label in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', ARGV[7] .. label, '(' .. now, '+inf')) do
+      local key = ARGV[6] .. id
+      if redis.call('HGET', key, 'lease') == ARGV[4] then out[#out + 1] = redis.call('HGETALL', key) end
+    end
+  end
+end
 for _, label in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)) do
   local n = math.min(free[label] or tonumber(ARGV[5]), limit - #out)
   if n > 0 then
@@ -135,10 +143,12 @@ def create(script, pipe, record: dict) -> None:
 
 
 def lease_args(now: int, lease_until: int, limit: int, token: str, caps: dict[str, int],
-               default_cap: int = defaults.NOTIFY_TARGET_CONCURRENCY) -> list:
-    """LEASE's arguments: at most `limit` records, per target its `caps` entry or else `default_cap`."""
+               default_cap: int = defaults.NOTIFY_TARGET_CONCURRENCY, reclaim: bool = False) -> list:
+    """LEASE's arguments: at most `limit` records, per target its `caps` entry or else `default_cap`; with
+    `reclaim`, also the records already leased under `token` (after a call whose reply was lost)."""
     flat = [x for pair in caps.items() for x in pair]
-    return [now, lease_until, limit, token, default_cap, keys.notification(""), keys.notify_due(""), *flat]
+    return [now, lease_until, limit, token, default_cap, keys.notification(""), keys.notify_due(""), int(reclaim),
+            *flat]
 
 
 def make_due(client, nid: str, label: str) -> None:

@@ -350,3 +350,18 @@ def test_with_no_target_an_outcome_is_one_log_line(r, settings, caplog):
     [line] = [rec for rec in caplog.records if rec.name == "lockhook.notifications"]
     assert line.outcome == "command.rejected" and line.error_code == "JAMMED" and line.device_id == "dev_l"
     assert r.zcard(keys.NOTIFY_DUE) == 0 and records(r) == []
+
+
+def test_records_leased_by_a_call_whose_reply_was_lost_come_back_to_their_sender(r, settings):
+    s = derive(settings, notify_webhook_url="https://hooks.example.com/a", notify_webhook_secret=NOTIFY_SECRET)
+    rejected = [CommandStore(r).register("dev_lost", "lock", "external", status="rejected", error_code="E")[0]
+                for _ in range(2)]
+    nids = set(create_notifications(r, s, r.xrange(keys.OUTBOX)))
+    assert len(nids) == len(rejected) == 2
+    lease = r.register_script(store.LEASE)
+    now = int(time.time() * 1000)
+    taken = lease(keys=[keys.NOTIFY_DUE], args=store.lease_args(now, now + 60_000, 10, "mine", {}))
+    assert {store.Notification.from_hash(x).id for x in taken} == nids  # ... and the reply never arrived
+    assert lease(keys=[keys.NOTIFY_DUE], args=store.lease_args(now, now + 60_000, 10, "other", {}, reclaim=True)) == []
+    again = lease(keys=[keys.NOTIFY_DUE], args=store.lease_args(now, now + 60_000, 10, "mine", {}, reclaim=True))
+    assert {store.Notification.from_hash(x).id for x in again} == nids, "not after the lease runs out: at once"
