@@ -41,6 +41,14 @@ with Redis down expires after ~61 s, and scheduled jobs (retries, deadlines) wai
 class LockhookWorker(SimpleWorker):
     """Runs jobs in-process: SIGTERM is a warm shutdown, the running job finishes before exit."""
 
+    stop_with: list = []  # the notifier processes: told at once, so none starts new sends while this one stops
+
+    def request_stop(self, signum, frame):
+        for child in self.stop_with:
+            if child.is_alive():
+                child.terminate()
+        super().request_stop(signum, frame)
+
 
 def prepare(client) -> None:
     """Consumer groups exist before any job runs; the worker is marked alive."""
@@ -111,6 +119,7 @@ def run(settings: Settings, queues: list[str] | None = None, burst: bool = False
                 for n in range(defaults.NOTIFIER_PROCESSES)]
     for child in children:
         child.start()
+    LockhookWorker.stop_with = children
     try:
         serve(settings, [defaults.QUEUE_EVENTS, defaults.QUEUE_POLLS], with_scheduler=True)
     finally:
