@@ -96,8 +96,8 @@ NOTIFY_RETRY_DELAYS_S = (5, 60, 300, 1800, 7200, 18000, 57600)
 NOTIFY_RETRY_AFTER_MAX_S = 86400
 """A target's `Retry-After` is honoured up to this."""
 
-NOTIFIER_PROCESSES = 2
-"""Notifier processes per `lockhook worker` (each an outbox consumer and a sender): a burst uses every core."""
+NOTIFIER_PROCESSES = 1
+"""Notifier processes per `lockhook worker` (each an outbox consumer and a sender, with its own per-target caps)."""
 
 NOTIFY_CONCURRENCY = 64
 """Notification sends in flight per notifier process."""
