@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import time
 from datetime import UTC, datetime
 
@@ -16,3 +17,15 @@ def iso(ms: str | int | None) -> str | None:
     if ms in (None, ""):
         return None
     return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def seconds_until(value: str | None) -> float | None:
+    """An HTTP delay (`Retry-After`: seconds or an HTTP date) in seconds; None when absent or unreadable."""
+    value = (value or "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when.replace(tzinfo=when.tzinfo or UTC) - datetime.now(UTC)).total_seconds())

@@ -49,7 +49,7 @@ RECLAIM_IDLE_MS = 15_000
 """Inbox entries delivered to a consumer but unacknowledged this long are reclaimed (worker died)."""
 
 MAINTENANCE_INTERVAL_S = 2.0
-"""How often the maintenance job reclaims stale entries, expires overdue commands, dispatches outcomes."""
+"""How often the maintenance thread reclaims stale inbox entries and expires overdue commands."""
 
 PROCESSED_TTL_S = 7 * 24 * 3600
 """How long an event's 'processed' mark is kept (covers Svix's ~28 h retry window many times)."""
@@ -93,8 +93,8 @@ MAX_WAIT_S = 30
 QUEUE_EVENTS = "events"
 """RQ queue for drain, maintenance and deadline jobs."""
 
-QUEUE_NOTIFICATIONS = "notifications"
-"""RQ queue for notification jobs."""
+QUEUE_POLLS = "polls"
+"""RQ queue for Seam polls, served after the events queue by the same worker."""
 
 NOTIFY_RETRY_DELAYS_S = (5, 60, 300, 1800, 7200, 18000, 57600)
 """Waits between notification attempts (8 attempts over ~23.6 h); the last repeats if more are allowed."""
@@ -102,11 +102,35 @@ NOTIFY_RETRY_DELAYS_S = (5, 60, 300, 1800, 7200, 18000, 57600)
 NOTIFY_RETRY_AFTER_MAX_S = 86400
 """A target's `Retry-After` is honoured up to this."""
 
-NOTIFY_RESUME_AFTER_S = 60
-"""A queued notification attempt not started this long after it was due is checked (its job may be lost)."""
+NOTIFIER_PROCESSES = 1
+"""Notifier processes per `lockhook worker` (each an outbox consumer and a sender, with its own per-target caps)."""
+
+NOTIFY_CONCURRENCY = 64
+"""Notification sends in flight per notifier process."""
+
+NOTIFY_TARGET_CONCURRENCY = 32
+"""Sends in flight to one target (kind + host + port) per notifier process: a hanging target holds no more."""
+
+NOTIFY_LEASE_MARGIN_S = 5
+"""A lease lasts NOTIFY_TIMEOUT_S plus this: past it, a record whose sender died is sent again."""
+
+NOTIFY_POLL_S = 0.1
+"""The sender looks for due records this often when nothing woke it (retries, other processes' records)."""
+
+NOTIFY_CIRCUIT_FAILURES = 5
+"""Consecutive retryable failures of one target that open its circuit (its records wait, none is sent)."""
+
+NOTIFY_CIRCUIT_COOLDOWN_S = 30.0
+"""An open circuit lets one probe through after this; its success closes the circuit."""
+
+OUTBOX_BATCH = 200
+"""Outbox entries the notifier reads per XREADGROUP."""
+
+OUTBOX_RECLAIM_IDLE_MS = 3_000
+"""Outbox entries read but unacknowledged this long belong to a dead notifier: claimed and created again."""
 
 NOTIFY_GUARD_TTL_S = 7 * 24 * 3600
-"""How long an outcome's 'notifications enqueued' guard (and each notification record) is kept."""
+"""How long each notification record (and a target-less outcome's log guard) is kept."""
 
 DASHBOARD_POLL_S = 0.5
 """The dashboard's live stream checks Redis for changes this often (one small pipeline per open page)."""

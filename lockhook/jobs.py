@@ -12,10 +12,8 @@ JOBS_MODULE = "workers.jobs"
 """Where every job function lives; named by string so the core and the web process never import it."""
 
 DRAIN = f"{JOBS_MODULE}.drain_inbox"
-DISPATCH = f"{JOBS_MODULE}.dispatch_outcomes"
 EXPIRE = f"{JOBS_MODULE}.expire_command"
 POLL_SEAM = f"{JOBS_MODULE}.poll_seam_command"
-SEND_NOTIFICATION = f"{JOBS_MODULE}.send_notification"
 
 
 def events_queue(connection) -> Queue:
@@ -35,24 +33,6 @@ def ensure_drain(connection) -> bool:
     return False
 
 
-def enqueue_dispatch(connection) -> None:
-    """Queue an outbox dispatch job on the notifications queue (the caller holds the flag)."""
-    Queue(defaults.QUEUE_NOTIFICATIONS, connection=connection).enqueue(DISPATCH, job_timeout=300, result_ttl=0,
-                                                                        failure_ttl=24 * 3600)
-
-
-def ensure_dispatch(connection) -> bool:
-    """Hand new outcomes to the notifications worker unless a dispatch job is already scheduled.
-
-    Dispatching (records, guards, one RQ job per target) costs more than applying the event did, so it
-    runs in the notifications worker, never in the drain that resolves commands.
-    """
-    if connection.set(keys.DISPATCH_FLAG, "1", nx=True, ex=defaults.DRAIN_FLAG_TTL_S):
-        enqueue_dispatch(connection)
-        return True
-    return False
-
-
 def schedule_expiry(connection, command_id: str, deadline_ms: int) -> None:
     """Time a command out at its deadline with RQ's scheduler (the maintenance sweep is the safety net)."""
     at = datetime.fromtimestamp(deadline_ms / 1000, tz=UTC)
@@ -63,11 +43,10 @@ def schedule_expiry(connection, command_id: str, deadline_ms: int) -> None:
 def schedule_seam_poll(connection, command_id: str, delay_s: float) -> None:
     """Poll Seam's action attempt after `delay_s` in case its webhook is late or lost.
 
-    On the notifications queue (the worker's child process runs it too): a slow Seam API must not hold up
-    the events queue, which drains webhooks.
+    On the polls queue, which the worker serves after the events queue: drains and deadlines go first.
     """
     from datetime import timedelta
 
-    queue = Queue(defaults.QUEUE_NOTIFICATIONS, connection=connection)
+    queue = Queue(defaults.QUEUE_POLLS, connection=connection)
     queue.enqueue_in(timedelta(seconds=max(delay_s, 0)), POLL_SEAM, command_id, result_ttl=0,
                      failure_ttl=24 * 3600, retry=Retry(max=3, interval=[2, 5, 15]))

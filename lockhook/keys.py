@@ -12,7 +12,6 @@ QUARANTINE = PREFIX + "quarantine"      # stream of verified deliveries that are
 INBOX_DEAD = PREFIX + "inbox:dead"      # stream: inbox entries that failed INBOX_MAX_FAILURES times (re-processable)
 INBOX_FAILURES = PREFIX + "inbox:failures"  # hash: inbox stream id -> failed attempts so far
 DRAIN_FLAG = PREFIX + "drain:scheduled"  # set while a drain job is queued or running
-DISPATCH_FLAG = PREFIX + "dispatch:scheduled"  # set while an outbox dispatch job is queued or running
 MAINTENANCE_FLAG = PREFIX + "maintenance:scheduled"  # refreshed by each worker's maintenance thread: a worker is up
 OUTBOX = PREFIX + "outbox"              # stream of outcomes (command.*, lock.state_changed)
 OUTBOX_GROUP = "dispatch"
@@ -95,7 +94,10 @@ def pending_commands(device_id: str, action: str) -> str:
 
 NOTIFY_STATS = PREFIX + "stats:notifications"  # hash: "<outcome>" (delivered|failed|retried|skipped) -> count
 NOTIFY_FAILED = PREFIX + "notifications:failed"  # failed notifications, re-sendable from the CLI
-NOTIFY_INFLIGHT = PREFIX + "notifications:inflight"  # zset: unfinished notification -> ms it is overdue
+NOTIFY_DUE = PREFIX + "notifications:due"  # zset: target label -> earliest score in that target's due set
+NOTIFY_CIRCUITS = PREFIX + "notifications:circuits"  # hash: target label -> circuit breaker state (JSON)
+NOTIFY_TARGET_STATS = PREFIX + "stats:notifications:targets"  # hash: "<target>|<result>" -> attempts
+NOTIFY_INFLIGHT = PREFIX + "notifications:inflight"  # zset of an older release: its unfinished ids, moved to due
 LATENCY_STATS = PREFIX + "stats:latency"        # confirmation latency buckets, written by the resolve script
 
 
@@ -104,8 +106,13 @@ def notification(notification_id: str) -> str:
     return f"{PREFIX}ntf:{notification_id}"
 
 
+def notify_due(label: str) -> str:
+    """Zset: one target's notification ids -> when to send (a lease moves it to when the lease runs out)."""
+    return f"{NOTIFY_DUE}:{label}"
+
+
 def notification_guard(outcome_id: str) -> str:
-    """Set once when an outcome's notification jobs are enqueued (a re-dispatch finds it)."""
+    """Set once when an outcome with no target was logged (one log line per outcome)."""
     return f"{PREFIX}ntf:outcome:{outcome_id}"
 
 RECONCILE_WATERMARK = PREFIX + "reconcile:watermark"  # ms: newest Seam event created_at reconciled so far

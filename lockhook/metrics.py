@@ -11,12 +11,13 @@ Two sources, because lockhook runs as several web and worker processes:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from redis.exceptions import RedisError, ResponseError
 
@@ -29,7 +30,7 @@ ACK_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 """Webhook ack latency buckets: Svix counts only a 2xx within 15 s."""
 
 DELIVERY_STATUS = {"accepted": 202, "duplicate": 200, "quarantined": 202}
-RQ_QUEUES = (defaults.QUEUE_EVENTS, defaults.QUEUE_NOTIFICATIONS)
+RQ_QUEUES = (defaults.QUEUE_EVENTS, defaults.QUEUE_POLLS)
 INBOX_SCAN_CAP = 1000
 """Without Redis 7's consumer-group `lag`, undelivered inbox entries are counted up to this many."""
 
@@ -38,6 +39,12 @@ WEBHOOK_REJECTIONS = Counter("lockhook_webhook_rejections", "Webhook deliveries 
                              ["endpoint", "outcome", "status"])
 ACK_LATENCY = Histogram("lockhook_ack_latency_seconds", "Time from request start to the webhook answer",
                         ["endpoint"], buckets=ACK_BUCKETS_S)
+# Per-process metrics of the worker's notifier (summed over processes with PROMETHEUS_MULTIPROC_DIR).
+NOTIFY_LATENCY = Histogram("lockhook_notification_send_seconds", "One notification send attempt, by target kind",
+                           ["target"], buckets=ACK_BUCKETS_S)
+NOTIFY_IN_FLIGHT = Gauge("lockhook_notifications_in_flight", "Notifications leased and not yet recorded",
+                         multiprocess_mode="livesum")
+CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 RECORDER_FAILURES = Counter("lockhook_recorder_failures", "Stored deliveries RECORD_DIR could not write as a fixture",
                             ["endpoint"])
@@ -52,6 +59,18 @@ def record_rejection(endpoint: str, code: str, status: int, seconds: float) -> N
     ACK_LATENCY.labels(endpoint).observe(seconds)
 
 
+
+
+def circuit_state(raw) -> int:
+    """A notifier's recorded circuit (JSON) as 0 closed, 1 half-open, 2 open (open past its cool-down: half-open)."""
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        return 0
+    name = state.get("state", "closed")
+    if name != "closed" and (state.get("open_until") or 0) <= time.time() * 1000:
+        name = "half_open"
+    return CIRCUIT_STATES.get(name, 0)
 
 
 def _stream_ms(stream_id) -> int:
@@ -125,8 +144,11 @@ class RedisCollector:
             pipe.llen(f"rq:queue:{name}")
             pipe.lindex(f"rq:queue:{name}", 0)
         pipe.xlen(keys.OUTBOX)
-        delivery_raw, event_raw, command_raw, notify_raw, latency_raw, pending, failed_type, *rest = pipe.execute()
-        outbox_len = rest.pop()
+        pipe.hgetall(keys.NOTIFY_TARGET_STATS)
+        pipe.hgetall(keys.NOTIFY_CIRCUITS)
+        pipe.zrange(keys.NOTIFY_DUE, 0, -1, withscores=True)
+        (delivery_raw, event_raw, command_raw, notify_raw, latency_raw, pending, failed_type, *rest, outbox_len,
+         target_raw, circuits_raw, due_index) = pipe.execute()
 
         for field, value in sorted(int_hash(delivery_raw).items()):
             endpoint, _, outcome = field.rpartition(":")
@@ -147,6 +169,7 @@ class RedisCollector:
         yield gauge
 
         yield from self._notifications(int_hash(notify_raw), text(failed_type))
+        yield from self._notification_targets(int_hash(target_raw), circuits_raw, due_index)
 
         histogram = HistogramMetricFamily("lockhook_confirmation_latency_seconds",
                                           "Command created -> confirmed (succeeded/failed), by via",
@@ -189,6 +212,34 @@ class RedisCollector:
         failed = GaugeMetricFamily("lockhook_notifications_failed", "Notifications kept as failed (re-sendable)")
         failed.add_metric([], self._size(keys.NOTIFY_FAILED, failed_type))
         yield failed
+
+    def _notification_targets(self, stats: dict[str, int], circuits: dict, due_index: list) -> Iterator[Metric]:
+        """Per target: attempts by result, circuit state, due-set depth and the age of its oldest due record."""
+        attempts = CounterMetricFamily("lockhook_notification_target_attempts", "Notification send attempts by "
+                                       "target and result (delivered, retrying, failed)", labels=["target", "result"])
+        for field, value in sorted(stats.items()):
+            target, _, result = field.rpartition("|")
+            attempts.add_metric([target, result], value)
+        yield attempts
+        circuit = GaugeMetricFamily("lockhook_notification_circuit", "Circuit breaker per target (0 closed, "
+                                    "1 half-open, 2 open; as last recorded by a notifier)", labels=["target"])
+        for label, raw in sorted(circuits.items()):
+            circuit.add_metric([text(label)], circuit_state(raw))
+        yield circuit
+        now_ms = time.time() * 1000
+        pipe = self.client.pipeline(transaction=False)
+        for label, _ in due_index:
+            pipe.zcount(keys.notify_due(text(label)), "-inf", now_ms)
+        counts = pipe.execute() if due_index else []
+        depth = GaugeMetricFamily("lockhook_notifications_due", "Notification records due now (not leased), by target",
+                                  labels=["target"])
+        age = GaugeMetricFamily("lockhook_notifications_due_oldest_age_seconds", "How long the oldest due record "
+                                "of a target has waited (0 when none)", labels=["target"])
+        for (label, score), count in zip(due_index, counts, strict=True):
+            depth.add_metric([text(label)], count)
+            age.add_metric([text(label)], max(0.0, (now_ms - score) / 1000) if count else 0.0)
+        yield depth
+        yield age
 
     def _size(self, key: str, kind: str) -> int:
         sizes = {"zset": self.client.zcard, "list": self.client.llen, "set": self.client.scard,

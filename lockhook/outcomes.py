@@ -1,19 +1,15 @@
-"""Outcomes (command.*, lock.state_changed) read from the outbox stream, and their subscribers.
+"""Outcomes (command.*, lock.state_changed) as the processing scripts write them to the outbox stream.
 
-The processing scripts write each outcome to the outbox in the same atomic step as the state change,
-so an outcome exists exactly when its transition happened. Subscribers (notifications, logs) must be
-idempotent on `Outcome.id`: after a worker death an outbox entry is dispatched again.
+The scripts write each outcome in the same atomic step as the state change, so an outcome exists exactly
+when its transition happened. The notifier reads the stream; after a notifier death an entry is read
+again, so whatever it derives must be keyed by `Outcome.id`.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lockhook.redis_client import text, text_hash
-
-log = logging.getLogger("lockhook.outcomes")
 
 COMMAND_OUTCOMES = ("command.succeeded", "command.failed", "command.timed_out", "command.rejected",
                     "command.late_result")
@@ -41,31 +37,5 @@ class Outcome:
     @classmethod
     def from_stream(cls, stream_id: bytes | str, fields: dict) -> Outcome:
         f = text_hash(fields)
-        sid = text(stream_id)
         return cls(type=f["type"], at_ms=int(f.get("at") or 0), command_id=f.get("command_id"),
-                   device_id=f.get("device_id"), event=f.get("event"), stream_id=sid)
-
-
-Subscriber = Callable[[object, Outcome], None]
-_subscribers: list[Subscriber] = []
-
-
-def subscribe(fn: Subscriber) -> Subscriber:
-    """Register a function called as fn(redis_connection, outcome) for every outcome."""
-    if fn not in _subscribers:
-        _subscribers.append(fn)
-    return fn
-
-
-def publish(connection, outcome: Outcome) -> None:
-    """Hand an outcome to every subscriber; a failure is raised after all were called (then retried)."""
-    failure: Exception | None = None
-    for fn in list(_subscribers):
-        try:
-            fn(connection, outcome)
-        except Exception as exc:
-            log.exception("outcome subscriber %s failed", getattr(fn, "__name__", fn),
-                          extra={"outcome": outcome.type, "command_id": outcome.command_id})
-            failure = failure or exc
-    if failure is not None:
-        raise failure
+                   device_id=f.get("device_id"), event=f.get("event"), stream_id=text(stream_id))

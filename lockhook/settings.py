@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lockhook import defaults
 from lockhook.errors import ConfigError
 
 
@@ -18,7 +19,17 @@ def split_secrets(raw: str | None) -> list[str]:
 
 
 class Settings(BaseSettings):
-    """Every environment variable lockhook reads; nothing else reads the environment."""
+    """Every environment variable lockhook reads; nothing else reads the environment.
+
+    Notification targets and their event filters:
+    - NOTIFY_WEBHOOK_URL: one or more URLs, separated by spaces or by commas (a comma followed by `http`).
+      An entry may end with `#events=PATTERNS` to receive only those types, e.g.
+      `https://a.example/h#events=command.*,lock.state_changed https://b.example/h`; the fragment is never sent.
+    - NOTIFY_EVENTS: comma-separated glob patterns over notification types (`command.succeeded`,
+      `command.failed`, `command.timed_out`, `command.rejected`, `command.late_result`, `lock.state_changed`)
+      for Slack and for every webhook entry without its own `#events=`; default: all.
+    - A command's `callback_url` receives that command's own `command.*` outcomes, unfiltered.
+    """
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
@@ -51,6 +62,7 @@ class Settings(BaseSettings):
     device_cloud_attempts: int = Field(2, ge=1, le=5)
 
     notify_webhook_url: str | None = None
+    notify_events: str | None = None
     notify_webhook_secret: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None
     notify_allowed_hosts: str | None = None
@@ -114,8 +126,25 @@ class Settings(BaseSettings):
         return self.lockhook_api_token.get_secret_value() if self.lockhook_api_token else None
 
     @property
-    def notify_urls(self) -> list[str]:
-        return split_secrets(self.notify_webhook_url)
+    def notify_retry_delays(self) -> list[float]:
+        """Seconds between notification attempts (NOTIFY_RETRY_DELAYS_S, else the default schedule)."""
+        given = [float(x) for x in re.split(r"[\s,]+", self.notify_retry_delays_s or "") if x]
+        return given or [float(x) for x in defaults.NOTIFY_RETRY_DELAYS_S]
+
+    @property
+    def notify_events_patterns(self) -> list[str]:
+        return split_secrets(self.notify_events) or ["*"]
+
+    @property
+    def notify_webhooks(self) -> list[tuple[str, list[str]]]:
+        """NOTIFY_WEBHOOK_URL entries as (URL without its fragment, event patterns)."""
+        out = []
+        for entry in re.split(r"\s+|,(?=\s*https?://)", (self.notify_webhook_url or "").strip()):
+            url, _, fragment = entry.strip(" ,").partition("#")
+            if url:
+                own = fragment.removeprefix("events=") if fragment.startswith("events=") else ""
+                out.append((url, split_secrets(own) or self.notify_events_patterns))
+        return out
 
     @property
     def allowed_hosts(self) -> set[str]:

@@ -142,7 +142,7 @@ async def resend(request: Request) -> Response:
     record = await _read(store.get, nid)
     if record is None:
         raise NotFound("no such notification")
-    resent = await _read(lambda: store.retry(nid, timeout_s=request.app.state.settings.notify_timeout_s))
+    resent = await _read(store.retry, nid)
     current = await _read(store.get, nid)
     status = current.status if current else record.status
     log.info("notification re-sent from the dashboard" if resent else "notification not re-sent: not failed",

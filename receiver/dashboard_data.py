@@ -132,9 +132,18 @@ def stats(client) -> dict[str, dict[str, int]]:
     for key in (keys.DELIVERY_STATS, keys.COMMAND_STATS, keys.EVENT_STATS, keys.NOTIFY_STATS):
         pipe.hgetall(key)
     pipe.zcard(keys.DEADLINES)
-    deliveries, commands_, events, notifications, pending = pipe.execute()
+    pipe.hgetall(keys.NOTIFY_CIRCUITS)
+    deliveries, commands_, events, notifications, pending, circuits = pipe.execute()
     return {"deliveries": int_hash(deliveries), "commands": int_hash(commands_), "events": int_hash(events),
-            "notifications": int_hash(notifications), "pending": {"pending": int(pending)}}
+            "notifications": int_hash(notifications), "pending": {"pending": int(pending)},
+            "circuits": circuit_states(circuits)}
+
+
+def circuit_states(raw: dict) -> dict[str, int]:
+    """Notification target -> circuit state as in /metrics (0 closed, 1 half-open, 2 open)."""
+    from lockhook.metrics import circuit_state
+
+    return {text(label): circuit_state(value) for label, value in raw.items()}
 
 
 def overview(client, filters: Filters) -> Overview:

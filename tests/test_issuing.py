@@ -104,7 +104,7 @@ def test_poll_of_a_still_pending_attempt_polls_again_later(r, seam_settings, fak
     fake_seam.set_attempt(CommandStore(r).get(command_id).action_attempt_id, "pending")
     assert poll_seam_command(command_id, connection=r, settings=seam_settings) == "pending"
     assert CommandStore(r).get(command_id).status == "pending"
-    scheduled = [r.hget(f"rq:job:{j.decode()}", "description") for j in r.zrange("rq:scheduled:notifications", 0, -1)]
+    scheduled = [r.hget(f"rq:job:{j.decode()}", "description") for j in r.zrange("rq:scheduled:polls", 0, -1)]
     assert any(b"poll_seam_command" in (d or b"") and command_id.encode() in d for d in scheduled)
 
 

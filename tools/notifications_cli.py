@@ -60,19 +60,17 @@ def failed(limit: int = typer.Option(100, min=1, help="show at most this many, n
 def retry(notification_id: str = typer.Argument(None, metavar="ID", help="a notification id from `failed`"),
           all_: bool = typer.Option(False, "--all", help="re-send every failed notification")) -> None:
     """Queue failed notifications again: same id and body, a fresh round of attempts (a worker sends them)."""
-    from lockhook.settings import get_settings
-
     if bool(notification_id) == all_:
         typer.echo("lockhook: give one notification ID or --all", err=True)
         raise typer.Exit(2)
-    store, timeout = _store(), get_settings().notify_timeout_s
+    store = _store()
     if all_:
-        ids = store.retry_all(timeout)
+        ids = store.retry_all()
         typer.echo(f"queued {len(ids)} notification(s) again")
         for nid in ids:
             typer.echo(nid)
         return
-    if not store.retry(notification_id, timeout):
+    if not store.retry(notification_id):
         typer.echo(f"lockhook: {notification_id} is not a failed notification", err=True)
         raise typer.Exit(1)
     typer.echo(f"queued {notification_id} again")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from lockhook import jobs
 from lockhook.commands.store import CommandStore
 
 log = logging.getLogger("lockhook.deadlines")
@@ -15,7 +14,6 @@ def expire(client, command_id: str) -> str:
     outcome = CommandStore(client).expire(command_id)
     if outcome:
         log.info("command timed out", extra={"command_id": command_id, "outcome": outcome})
-        jobs.ensure_dispatch(client)
     return outcome
 
 

@@ -15,11 +15,10 @@ log = logging.getLogger("lockhook.drain")
 
 
 def process_batch(client, entries, rules: Rules = Rules()) -> int:
-    """Apply entries, acknowledge the finished ones, hand the outcomes they produced to the notifier."""
+    """Apply entries and acknowledge the finished ones (their outcomes are in the outbox, read by the notifier)."""
     done = apply_entries(client, entries, rules)
     if done:
         client.xack(keys.INBOX, keys.INBOX_GROUP, *done)
-        jobs.ensure_dispatch(client)
     return len(done)
 
 

@@ -1,4 +1,4 @@
-"""The loop shared by the drain and dispatch jobs: work while a 'scheduled' flag is held, never strand an entry."""
+"""The drain job's loop: work while a 'scheduled' flag is held, never strand an entry."""
 
 from __future__ import annotations
 

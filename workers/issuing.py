@@ -45,7 +45,6 @@ def poll_seam_command(command_id: str, connection, settings: Settings | None = N
                                   attempt.error_message, resolved_by="poll")
     if outcome:
         log.info("command resolved by polling Seam", extra={"command_id": command_id, "outcome": outcome})
-        jobs.ensure_dispatch(client)
     return outcome or "noop"
 
 

@@ -19,13 +19,6 @@ def drain_inbox() -> int:
     return drain(_connection(), rules=Rules.from_settings(get_settings()))
 
 
-def dispatch_outcomes() -> int:
-    """Notifications queue: turn new outcomes into notification sends until the outbox is empty."""
-    from workers.outbox import dispatch_all
-
-    return dispatch_all(_connection())
-
-
 def expire_command(command_id: str) -> str:
     """Scheduled at a command's deadline (enqueue_at); a no-op when it already resolved."""
     from workers.deadlines import expire
@@ -38,10 +31,3 @@ def poll_seam_command(command_id: str) -> str:
     from workers.issuing import poll_seam_command as poll
 
     return poll(command_id, connection=_connection(), settings=get_settings())
-
-
-def send_notification(nid: str, round_: int, attempt: int) -> str:
-    """One attempt of one notification (deterministic job id per notification, round and attempt)."""
-    from workers.notifications import send
-
-    return send(_connection(), get_settings(), nid, round_, attempt)

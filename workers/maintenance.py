@@ -1,4 +1,4 @@
-"""Worker housekeeping every 2 s: reclaim dead consumers' entries, restart stranded drains, sweep deadlines."""
+"""Worker housekeeping every 2 s: reclaim dead drains' inbox entries, restart stranded drains, sweep deadlines."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import time
 
 from lockhook import defaults, jobs, keys
 from lockhook.processing.apply import Rules
-from lockhook.streams import consumer_name, oldest_unread_ms, trim_finished
+from lockhook.streams import oldest_unread_ms, trim_finished
 from workers.deadlines import sweep
 from workers.drain import reclaim_inbox
-from workers.notifications import resume_overdue
-from workers.outbox import reclaim_outbox
 from workers.reconcile import maybe_reconcile
 
 log = logging.getLogger("lockhook.maintenance")
@@ -23,20 +21,13 @@ STALE_DRAIN_S = 10
 
 def maintain(client, inbox_retention_s: int | None = None, rules: Rules = Rules()) -> dict:
     """One round of housekeeping; safe to run concurrently and repeatedly."""
-    consumer = consumer_name()
     report = {"reclaimed": reclaim_inbox(client, rules), "expired": sweep(client)}
     report["forgotten"] = forget_expired(client, rules.device_retention_s)
     if inbox_retention_s is not None:  # raw bodies of processed deliveries, once past reprocess's reach
         cutoff = int(time.time() * 1000) - inbox_retention_s * 1000
         report["trimmed"] = trim_finished(client, keys.INBOX, keys.INBOX_GROUP, cutoff)
         report["trimmed"] += client.xtrim(keys.QUARANTINE, minid=f"{cutoff}-0", approximate=False)
-    report["dispatched"] = reclaim_outbox(client, consumer)
-    # new outcomes are the dispatch job's (notifications worker): dispatching them here, in the events
-    # worker, would hold its GIL for as long as the backlog takes and delay resolutions
-    report["dispatch"] = "queued" if oldest_unread_ms(client, keys.OUTBOX, keys.OUTBOX_GROUP) is not None \
-        and jobs.ensure_dispatch(client) else ""
     report["drain"] = _restart_stranded_drain(client)
-    report["notifications"] = resume_overdue(client)  # attempts whose job was lost (worker killed mid-send)
     return report
 
 

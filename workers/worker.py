@@ -1,8 +1,9 @@
-"""The worker process: RQ workers that survive Redis outages and finish their job on SIGTERM.
+"""The worker process: an RQ worker that survives Redis outages and finishes its job on SIGTERM, and the notifier.
 
-`lockhook worker` runs the events queue (drain, deadlines; with RQ's scheduler and a maintenance thread) in this
-process and the notifications queue in a child process, so a slow notification target never delays
-event processing. Both use a non-forking worker: an RQ fork per job costs more than our jobs do.
+`lockhook worker` runs the events queue (drain, deadlines; with RQ's scheduler and a maintenance thread) and
+then the polls queue (Seam polls) in this process with a non-forking worker (an RQ fork per job costs more
+than our jobs do), and the notifier (workers.notifier: outbox consumer and sender, one asyncio loop) in a
+child process, so a slow notification target never delays event processing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from lockhook.logs import configure_logging
 from lockhook.redis_client import eviction_warning, sync_client
 from lockhook.settings import Settings
 from lockhook.streams import ensure_group
-from workers import notifications  # noqa: F401  (registers the outcome subscribers)
+from workers import notifier
 from workers.maintenance import mark_alive, run_in_thread
 
 log = logging.getLogger("lockhook.worker")
@@ -39,6 +40,14 @@ with Redis down expires after ~61 s, and scheduled jobs (retries, deadlines) wai
 
 class LockhookWorker(SimpleWorker):
     """Runs jobs in-process: SIGTERM is a warm shutdown, the running job finishes before exit."""
+
+    stop_with: list = []  # the notifier processes: told at once, so none starts new sends while this one stops
+
+    def request_stop(self, signum, frame):
+        for child in self.stop_with:
+            if child.is_alive():
+                child.terminate()
+        super().request_stop(signum, frame)
 
 
 def prepare(client) -> None:
@@ -94,24 +103,28 @@ def die_with_parent(parent_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _notifier(parent_pid: int, settings: Settings, burst: bool) -> None:
+def _notifier(parent_pid: int, settings: Settings) -> None:
     die_with_parent(parent_pid)
-    serve(settings, [defaults.QUEUE_NOTIFICATIONS], True, burst)
+    notifier.run(settings)
 
 
 def run(settings: Settings, queues: list[str] | None = None, burst: bool = False) -> None:
-    """Entry point of `lockhook worker`."""
-    if queues:
+    """Entry point of `lockhook worker` (with --queue or --burst: only those RQ queues, no notifier)."""
+    if queues or burst:
+        queues = queues or [defaults.QUEUE_EVENTS, defaults.QUEUE_POLLS]
         serve(settings, queues, with_scheduler=defaults.QUEUE_EVENTS in queues, burst=burst)
         return
-    notifier = multiprocessing.get_context("fork").Process(
-        target=_notifier, args=(os.getpid(), settings, burst), name="lockhook-notifier")
-    notifier.start()
+    children = [multiprocessing.get_context("fork").Process(target=_notifier, args=(os.getpid(), settings),
+                                                            name=f"lockhook-notifier-{n}")
+                for n in range(defaults.NOTIFIER_PROCESSES)]
+    for child in children:
+        child.start()
+    LockhookWorker.stop_with = children
     try:
-        # events only: a notification send (up to NOTIFY_TIMEOUT_S to a hanging target) must never delay a drain
-        own = [defaults.QUEUE_EVENTS, defaults.QUEUE_NOTIFICATIONS] if burst else [defaults.QUEUE_EVENTS]
-        serve(settings, own, with_scheduler=True, burst=burst)
+        serve(settings, [defaults.QUEUE_EVENTS, defaults.QUEUE_POLLS], with_scheduler=True)
     finally:
-        if notifier.is_alive():
-            notifier.terminate()  # SIGTERM: a warm shutdown, its running job finishes
-        notifier.join(60)
+        for child in children:
+            if child.is_alive():
+                child.terminate()  # SIGTERM: stops leasing, finishes its in-flight sends
+        for child in children:
+            child.join(60)

@@ -1,25 +1,40 @@
-"""What a notification says: the JSON body `{"type","id","created_at","data"}` and the one-line chat text."""
+"""What a notification says and to whom: the targets of an outcome (with their event filters), the JSON body
+`{"type","id","created_at","data"}` and the one-line chat text."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
+from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
+from lockhook import keys
 from lockhook.clock import iso
-from lockhook.commands.store import Command, CommandStore
-from lockhook.outcomes import LOCK_STATE_CHANGED, Outcome
-from lockhook.processing.locks import lock_state
+from lockhook.commands.store import Command
+from lockhook.outcomes import COMMAND_OUTCOMES, LOCK_STATE_CHANGED, Outcome
+from lockhook.processing.locks import parse_lock_state
+from lockhook.settings import Settings
 
-WEBHOOK = "webhook"
-CALLBACK = "callback"
-SLACK = "slack"
+WEBHOOK, CALLBACK, SLACK = "webhook", "callback", "slack"
 
 
 def notification_id(outcome: Outcome, target: str) -> str:
     """Stable per (outcome, target): the payload `id` and the `webhook-id`, the same on every attempt."""
-    digest = hashlib.sha256(f"{outcome.id}|{target}".encode()).hexdigest()[:32]
-    return f"msg_{digest}"
+    return "msg_" + hashlib.sha256(f"{outcome.id}|{target}".encode()).hexdigest()[:32]
+
+
+def targets(settings: Settings, outcome: Outcome, data: dict) -> list[tuple[str, str | None]]:
+    """(kind, url) per target: webhooks and Slack whose event patterns match, the command's own callback."""
+    def wanted(patterns: list[str]) -> bool:
+        return any(fnmatchcase(outcome.type, p) for p in patterns)
+
+    found: list = [(WEBHOOK, url) for url, patterns in settings.notify_webhooks if wanted(patterns)]
+    if outcome.type in COMMAND_OUTCOMES and data.get("callback_url"):
+        found.append((CALLBACK, data["callback_url"]))
+    if settings.slack_webhook_url and wanted(settings.notify_events_patterns):
+        found.append((SLACK, None))
+    return found
 
 
 def target_label(kind: str, url: str | None) -> str:
@@ -28,16 +43,26 @@ def target_label(kind: str, url: str | None) -> str:
         return kind
     parts = urlsplit(url)
     host = parts.hostname or "?"
-    return f"{kind}:{host}:{parts.port}" if parts.port else f"{kind}:{host}"
+    try:
+        port = parts.port
+    except ValueError:  # not a port: the send will say so
+        port = "invalid"
+    return f"{kind}:{host}:{port}" if port else f"{kind}:{host}"
 
 
-def outcome_data(client, outcome: Outcome) -> dict:
-    """The command JSON for command outcomes, the device's lock state for `lock.state_changed`."""
-    if outcome.type == LOCK_STATE_CHANGED:
-        state = lock_state(client, outcome.device_id) if outcome.device_id else None
-        return state or {"device_id": outcome.device_id, "source_event": outcome.event}
-    command = CommandStore(client).get(outcome.command_id) if outcome.command_id else None
-    return command.model_dump(mode="json") if command else {"command_id": outcome.command_id}
+def outcomes_data(client, outcomes: list[Outcome]) -> list[dict]:
+    """Per outcome, read in one round trip: the command JSON, or the device's lock state for `lock.state_changed`."""
+    pipe = client.pipeline(transaction=False)
+    for o in outcomes:
+        lock = o.type == LOCK_STATE_CHANGED
+        pipe.hgetall(keys.lock_state(o.device_id or "") if lock else keys.command(o.command_id or ""))
+    out = []
+    for o, raw in zip(outcomes, pipe.execute() if outcomes else [], strict=True):
+        if o.type == LOCK_STATE_CHANGED:
+            out.append(parse_lock_state(o.device_id, raw) or {"device_id": o.device_id, "source_event": o.event})
+        else:
+            out.append(Command.from_hash(raw).model_dump(mode="json") if raw else {"command_id": o.command_id})
+    return out
 
 
 def body(outcome: Outcome, nid: str, data: dict) -> str:
@@ -46,15 +71,10 @@ def body(outcome: Outcome, nid: str, data: dict) -> str:
                       separators=(",", ":"), sort_keys=True)
 
 
-def _latency(data: dict) -> str | None:
-    try:
-        command = Command.model_validate(data)
-    except ValueError:
-        return None
-    ms = command.latency_ms
-    if ms is None:
-        return None
-    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+def latency_ms(data: dict) -> int | None:
+    """Command created -> resolved, from the command JSON; None when it has not resolved."""
+    ends = [datetime.fromisoformat(data[k]) for k in ("created_at", "resolved_at") if data.get(k)]
+    return int((ends[1] - ends[0]).total_seconds() * 1000) if len(ends) == 2 else None
 
 
 def slack_text(outcome: Outcome, data: dict) -> str:
@@ -67,9 +87,9 @@ def slack_text(outcome: Outcome, data: dict) -> str:
     parts = [f"{outcome.type}: {data.get('action') or '?'} on device {data.get('device_id') or '?'}"]
     if data.get("error_code"):
         parts.append(f"error {data['error_code']}")
-    latency = _latency(data)
-    if latency:
-        parts.append(f"latency {latency}")
+    ms = latency_ms(data)
+    if ms is not None:
+        parts.append(f"latency {ms} ms" if ms < 1000 else f"latency {ms / 1000:.1f} s")
     parts.append(f"command {data.get('command_id') or outcome.command_id}")
     return " · ".join(parts)
 

@@ -1,63 +1,97 @@
-"""Notification records in Redis: one hash per (outcome, target), the failed set, and re-sending from the CLI.
+"""Notification records in Redis and the four scripts that move them: create, lease, finish, retry.
 
-A record holds what is needed to send again with the same `webhook-id` and the same bytes: target, URL
-(for webhooks and callbacks; the Slack URL is a secret and is read from settings at send time), body,
-status (queued, sending, retrying, delivered, failed), attempts of the current round, last error.
-Each send is an RQ job on queue `notifications` whose id is derived from (notification, round, attempt).
-Unfinished notifications sit in a zset scored by when they are overdue; the maintenance sweep re-queues
-an attempt whose job was lost (a worker killed mid-send), so nothing waits forever.
+A record `lh:ntf:<id>` holds what is needed to send again with the same `webhook-id` and bytes: target,
+URL (the Slack URL is a secret, read from settings at send time), body, status, attempts of the current
+round, last error. Each target has a due set (id -> when to send) and the index `lh:notifications:due`
+(target -> its earliest score), so the sender takes work per target without scanning another's backlog.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, fields
 
-from redis.exceptions import WatchError
-from rq import Queue
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
-from rq.utils import now as rq_now
-
-from lockhook import defaults, jobs, keys
+from lockhook import defaults, keys
 from lockhook.clock import iso, now_ms
-from lockhook.redis_client import text_hash
-
-SEND_JOB = jobs.SEND_NOTIFICATION
+from lockhook.redis_client import text, text_hash
 
 QUEUED, SENDING, RETRYING, DELIVERED, FAILED = "queued", "sending", "retrying", "delivered", "failed"
 
+CREATE = """-- KEYS: record, due set, index; ARGV: id, ttl, now, label, field, value, ...
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], 'LT', ARGV[3], ARGV[4])
+return 1"""
 
-def job_id(nid: str, round_: int, attempt: int) -> str:
-    """Deterministic: enqueuing the same attempt twice names the same job."""
-    return f"notify-{nid}-r{round_}-a{attempt}"
+LEASE = """-- KEYS: index (a target's score is at most its earliest record's; made exact here);
+-- ARGV: now, lease until, limit, token, default cap, record prefix, due prefix, reclaim, then label, free, ...
+local now, limit, free, out = tonumber(ARGV[1]), tonumber(ARGV[3]), {}, {}
+for i = 9, #ARGV, 2 do free[ARGV[i]] = tonumber(ARGV[i + 1]) end
+if ARGV[8] == '1' then  -- a lease reply was lost: what this token holds comes back to it
+  for _, label in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', ARGV[7] .. label, '(' .. now, '+inf')) do
+      local key = ARGV[6] .. id
+      if redis.call('HGET', key, 'lease') == ARGV[4] then out[#out + 1] = redis.call('HGETALL', key) end
+    end
+  end
+end
+for _, label in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)) do
+  local n = math.min(free[label] or tonumber(ARGV[5]), limit - #out)
+  if n > 0 then
+    local due = ARGV[7] .. label
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, n)) do
+      local key = ARGV[6] .. id
+      local status = redis.call('HGET', key, 'status')
+      if status == false or status == 'delivered' or status == 'failed' then
+        redis.call('ZREM', due, id)
+      else
+        redis.call('ZADD', due, ARGV[2], id)
+        redis.call('HSET', key, 'status', 'sending', 'lease', ARGV[4])
+        out[#out + 1] = redis.call('HGETALL', key)
+      end
+    end
+    local first = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
+    if first[1] then redis.call('ZADD', KEYS[1], first[2], label) else redis.call('ZREM', KEYS[1], label) end
+  end
+  if #out >= limit then break end
+end
+return out"""
 
+FINISH = """-- KEYS: record, due set, index, failed, stats, target stats, timeline or '';
+-- ARGV: token, id, status, now, next due, error, status code, label, stats field, timeline entry
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'lease', '', 'last_attempt_at', ARGV[4], 'last_error', ARGV[6],
+           'last_status_code', ARGV[7])
+if ARGV[3] == 'retrying' then
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
+  redis.call('ZADD', KEYS[3], 'LT', ARGV[5], ARGV[8])
+else
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  redis.call('HSET', KEYS[1], ARGV[3] .. '_at', ARGV[4])
+  if ARGV[3] == 'failed' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2]) end
+end
+redis.call('HINCRBY', KEYS[5], ARGV[9], 1)
+redis.call('HINCRBY', KEYS[6], ARGV[8] .. '|' .. ARGV[3], 1)
+if KEYS[7] ~= '' then
+  redis.call('RPUSH', KEYS[7], ARGV[10])
+  redis.call('LTRIM', KEYS[7], -200, -1)
+end
+return 1"""
 
-def queue(client) -> Queue:
-    return Queue(defaults.QUEUE_NOTIFICATIONS, connection=client)
-
-
-def job_timeout_s(timeout_s: float) -> int:
-    """RQ's hard limit for one attempt (connect + send + read may each take up to the HTTP timeout)."""
-    return math.ceil(timeout_s) * 3 + 5
-
-
-def enqueue_send(client, nid: str, round_: int, attempt: int, *, pipeline, delay_s: float = 0,
-                 timeout_s: float = 10.0) -> None:
-    """Queue one send attempt (now or after a delay) inside the caller's transaction, and note when it is overdue."""
-    options = dict(job_id=job_id(nid, round_, attempt), result_ttl=0, failure_ttl=7 * 24 * 3600,
-                   job_timeout=job_timeout_s(timeout_s), pipeline=pipeline)
-    due = time.time()
-    if delay_s > 0:
-        # RQ's scheduler keeps whole seconds (rounded down): round up so a Retry-After is never undercut
-        due = math.ceil(due + delay_s)
-        queue(client).enqueue_at(datetime.fromtimestamp(due, tz=UTC), SEND_JOB, nid, round_, attempt, **options)
-    else:
-        queue(client).enqueue(SEND_JOB, nid, round_, attempt, **options)
-    pipeline.zadd(keys.NOTIFY_INFLIGHT, {nid: int((due + defaults.NOTIFY_RESUME_AFTER_S) * 1000)})
+RETRY = """-- KEYS: record, failed, index, due prefix; ARGV: id, now, ttl
+local label, status = unpack(redis.call('HMGET', KEYS[1], 'label', 'status'))
+if not status then redis.call('ZREM', KEYS[2], ARGV[1]) return 0 end
+if status ~= 'failed' then return 0 end
+redis.call('HINCRBY', KEYS[1], 'round', 1)
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'lease', '')
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[4] .. label, ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], 'LT', ARGV[2], label)
+return 1"""
 
 
 @dataclass
@@ -84,28 +118,65 @@ class Notification:
     failed_at: str | None = None
 
     @classmethod
-    def from_hash(cls, raw: dict) -> Notification:
-        h = text_hash(raw)
-        return cls(
-            id=h["id"], outcome=h["outcome"], outcome_id=h.get("outcome_id", ""), target=h["target"],
-            label=h.get("label", h["target"]), status=h.get("status", QUEUED), attempts=int(h.get("attempts") or 0),
-            round=int(h.get("round") or 1), body=h.get("body", ""), url=h.get("url") or None,
-            command_id=h.get("command_id") or None, device_id=h.get("device_id") or None,
-            last_error=h.get("last_error") or None,
-            last_status_code=int(h["last_status_code"]) if h.get("last_status_code") else None,
-            created_at=iso(h.get("created_at")), last_attempt_at=iso(h.get("last_attempt_at")),
-            delivered_at=iso(h.get("delivered_at")), failed_at=iso(h.get("failed_at")),
-        )
+    def from_hash(cls, raw: dict | list) -> Notification:
+        """From HGETALL (or a script's flat field, value, ... reply)."""
+        h = text_hash(dict(zip(raw[::2], raw[1::2], strict=True)) if isinstance(raw, list) else raw)
+        values = {f.name: h.get(f.name) or None for f in fields(cls)}
+        for name in ("attempts", "round", "last_status_code"):
+            values[name] = int(values[name]) if values[name] else None
+        for name in ("created_at", "last_attempt_at", "delivered_at", "failed_at"):
+            values[name] = iso(values[name])
+        return cls(**{**values, "outcome_id": values["outcome_id"] or "", "label": values["label"] or h["target"],
+                      "status": values["status"] or QUEUED, "attempts": values["attempts"] or 0,
+                      "round": values["round"] or 1, "body": values["body"] or ""})
 
     def public(self) -> dict:
         """What the CLI and dashboard show: never the URL (it may carry tokens), never the body."""
-        return {k: getattr(self, k) for k in ("id", "outcome", "outcome_id", "target", "label", "status", "attempts",
-                                              "round", "command_id", "device_id", "last_error", "last_status_code",
-                                              "created_at", "last_attempt_at", "delivered_at", "failed_at")}
+        return {k: v for k, v in asdict(self).items() if k not in ("url", "body")}
+
+
+def create(script, pipe, record: dict) -> None:
+    """Queue the creation of one record on a pipeline: a no-op when the record exists (the guard)."""
+    fields = [x for pair in record.items() for x in pair]
+    script(keys=[keys.notification(record["id"]), keys.notify_due(record["label"]), keys.NOTIFY_DUE],
+           args=[record["id"], defaults.NOTIFY_GUARD_TTL_S, now_ms(), record["label"], *fields], client=pipe)
+
+
+def lease_args(now: int, lease_until: int, limit: int, token: str, caps: dict[str, int],
+               default_cap: int = defaults.NOTIFY_TARGET_CONCURRENCY, reclaim: bool = False) -> list:
+    """LEASE's arguments: at most `limit` records, per target its `caps` entry or else `default_cap`; with
+    `reclaim`, also the records already leased under `token` (after a call whose reply was lost)."""
+    flat = [x for pair in caps.items() for x in pair]
+    return [now, lease_until, limit, token, default_cap, keys.notification(""), keys.notify_due(""), int(reclaim),
+            *flat]
+
+
+def make_due(client, nid: str, label: str) -> None:
+    """Put a record in its target's due set now (if it is not there yet)."""
+    client.zadd(keys.notify_due(label), {nid: now_ms()}, nx=True)
+    client.zadd(keys.NOTIFY_DUE, {label: now_ms()}, lt=True)
+
+
+def finish(script, pipe, token: str, record: Notification, status: str, *, attempt: int,
+           error: str | None = None, status_code: int | None = None, retry_in_s: float | None = None):
+    """Queue the result of one attempt on a pipeline (ignored if the lease was lost to another sender)."""
+    now = now_ms()
+    next_due = now + int((retry_in_s or 0) * 1000)
+    entry = {"kind": "notification", "notification_id": record.id, "type": record.outcome, "target": record.label,
+             "attempt": attempt, "round": record.round, "result": status, "status_code": status_code,
+             "error": error, "at": str(now)}
+    if retry_in_s is not None:
+        entry["retry_in_s"] = round(retry_in_s, 3)
+    stat = {DELIVERED: "delivered", FAILED: "failed"}.get(status, "retried")
+    timeline = keys.command_timeline(record.command_id) if record.command_id else ""
+    return script(keys=[keys.notification(record.id), keys.notify_due(record.label), keys.NOTIFY_DUE,
+                        keys.NOTIFY_FAILED, keys.NOTIFY_STATS, keys.NOTIFY_TARGET_STATS, timeline],
+                  args=[token, record.id, status, now, next_due, error or "", status_code or "", record.label,
+                        stat, json.dumps(entry)], client=pipe)
 
 
 class NotificationStore:
-    """Reads and writes notification records (sync client: workers and CLI)."""
+    """Reads failed records and re-sends them (sync client: CLI and dashboard)."""
 
     def __init__(self, client):
         self.redis = client
@@ -114,145 +185,16 @@ class NotificationStore:
         raw = self.redis.hgetall(keys.notification(nid))
         return Notification.from_hash(raw) if raw else None
 
-    def begin_attempt(self, nid: str, round_: int, attempt: int, timeout_s: float = 10.0) -> Notification | None:
-        """Mark an attempt as sending; None when this job is stale (done, failed, or another round/attempt)."""
-        key = keys.notification(nid)
-        with self.redis.pipeline() as pipe:
-            pipe.watch(key)
-            raw = pipe.hgetall(key)
-            if not raw:
-                return None
-            record = Notification.from_hash(raw)
-            fresh = record.attempts == attempt - 1 and record.status in (QUEUED, RETRYING)
-            rerun = record.attempts == attempt and record.status == SENDING  # its worker died mid-send
-            if record.round != round_ or not (fresh or rerun):
-                return None  # delivered, failed, or another round/attempt: this job is stale
-            pipe.multi()
-            pipe.hset(key, mapping={"status": SENDING, "attempts": attempt, "last_attempt_at": now_ms()})
-            # past RQ's hard limit for this job, a record still `sending` means its worker died
-            pipe.zadd(keys.NOTIFY_INFLIGHT, {nid: now_ms() + (job_timeout_s(timeout_s) + 5) * 1000})
-            try:
-                pipe.execute()
-            except WatchError:  # a concurrent copy of this job got there first
-                return None
-        record.attempts, record.status = attempt, SENDING
-        return record
-
-    def finish(self, record: Notification, status: str, *, error: str | None = None, status_code: int | None = None,
-               retry_in_s: float | None = None, timeout_s: float = 10.0) -> None:
-        """Record an attempt's result (and queue the next attempt) in one transaction."""
-        key = keys.notification(record.id)
-        fields = {"status": status, "last_error": error or "", "last_status_code": status_code or ""}
-        entry = {"kind": "notification", "notification_id": record.id, "type": record.outcome,
-                 "target": record.label, "attempt": record.attempts, "round": record.round, "result": status,
-                 "status_code": status_code, "error": error, "at": str(now_ms())}
-        if retry_in_s is not None:
-            entry["retry_in_s"] = round(retry_in_s, 3)
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.multi()  # RQ's enqueue joins this transaction
-            if status in (DELIVERED, FAILED):
-                pipe.zrem(keys.NOTIFY_INFLIGHT, record.id)
-            if status == DELIVERED:
-                fields["delivered_at"] = now_ms()
-                pipe.hincrby(keys.NOTIFY_STATS, "delivered", 1)
-            elif status == FAILED:
-                fields["failed_at"] = now_ms()
-                pipe.zadd(keys.NOTIFY_FAILED, {record.id: now_ms()})
-                pipe.hincrby(keys.NOTIFY_STATS, "failed", 1)
-            elif status == RETRYING:
-                pipe.hincrby(keys.NOTIFY_STATS, "retried", 1)
-                enqueue_send(self.redis, record.id, record.round, record.attempts + 1, delay_s=retry_in_s or 0,
-                             pipeline=pipe, timeout_s=timeout_s)
-            pipe.hset(key, mapping=fields)
-            if record.command_id:
-                timeline = keys.command_timeline(record.command_id)
-                pipe.rpush(timeline, json.dumps(entry))
-                pipe.ltrim(timeline, -200, -1)
-            pipe.execute()
-
     def failed(self, limit: int = 100) -> list[Notification]:
         """Failed notifications, newest first."""
-        raw = self.redis.zrevrange(keys.NOTIFY_FAILED, 0, limit - 1)
-        ids = [i.decode() if isinstance(i, bytes) else i for i in raw]
+        ids = [text(i) for i in self.redis.zrevrange(keys.NOTIFY_FAILED, 0, limit - 1)]
         return [n for n in map(self.get, ids) if n]
 
-    def retry(self, nid: str, timeout_s: float = 10.0) -> bool:
+    def retry(self, nid: str) -> bool:
         """Send a failed notification again (same id and body, a new round of attempts); False if not failed."""
-        key = keys.notification(nid)
-        with self.redis.pipeline() as pipe:
-            pipe.watch(key)
-            raw = pipe.hgetall(key)
-            if not raw or Notification.from_hash(raw).status != FAILED:
-                pipe.unwatch()
-                if not raw:
-                    self.redis.zrem(keys.NOTIFY_FAILED, nid)  # the record expired: nothing left to send
-                return False
-            round_ = Notification.from_hash(raw).round + 1
-            pipe.multi()
-            pipe.hset(key, mapping={"status": QUEUED, "attempts": 0, "round": round_})
-            pipe.expire(key, defaults.NOTIFY_GUARD_TTL_S)
-            pipe.zrem(keys.NOTIFY_FAILED, nid)
-            enqueue_send(self.redis, nid, round_, 1, pipeline=pipe, timeout_s=timeout_s)
-            try:
-                pipe.execute()
-            except WatchError:  # retried concurrently
-                return False
-        return True
+        script = self.redis.register_script(RETRY)
+        return bool(script(keys=[keys.notification(nid), keys.NOTIFY_FAILED, keys.NOTIFY_DUE, keys.notify_due("")],
+                           args=[nid, now_ms(), defaults.NOTIFY_GUARD_TTL_S]))
 
-    def retry_all(self, timeout_s: float = 10.0) -> list[str]:
-        ids = [i.decode() if isinstance(i, bytes) else i for i in self.redis.zrange(keys.NOTIFY_FAILED, 0, -1)]
-        return [nid for nid in ids if self.retry(nid, timeout_s)]
-
-    def resume_overdue(self, timeout_s: float = 10.0, limit: int = 100) -> list[str]:
-        """Re-queue attempts whose job was lost (worker killed mid-send, job failed, queue lost); returns their ids.
-
-        A record still `sending` past its job's hard limit had its worker die: the same attempt runs again
-        (same `webhook-id`). A queued attempt is re-queued only when RQ no longer has its job waiting.
-        """
-        overdue = self.redis.zrangebyscore(keys.NOTIFY_INFLIGHT, 0, now_ms(), start=0, num=limit)
-        resumed = []
-        for raw_id in overdue:
-            nid = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
-            if self._resume(nid, timeout_s):
-                resumed.append(nid)
-        return resumed
-
-    def _resume(self, nid: str, timeout_s: float) -> bool:
-        key = keys.notification(nid)
-        with self.redis.pipeline() as pipe:
-            pipe.watch(key, keys.NOTIFY_INFLIGHT)
-            raw = pipe.hgetall(key)
-            score = pipe.zscore(keys.NOTIFY_INFLIGHT, nid)
-            if score is None or score > now_ms():
-                return False  # handled meanwhile
-            record = Notification.from_hash(raw) if raw else None
-            if record is None or record.status in (DELIVERED, FAILED):
-                pipe.multi()
-                pipe.zrem(keys.NOTIFY_INFLIGHT, nid)
-                pipe.execute()
-                return False
-            attempt = record.attempts if record.status == SENDING else record.attempts + 1
-            if record.status != SENDING and self._job_waiting(job_id(nid, record.round, attempt)):
-                pipe.multi()  # a long queue, not a lost job: look again later
-                pipe.zadd(keys.NOTIFY_INFLIGHT, {nid: now_ms() + defaults.NOTIFY_RESUME_AFTER_S * 1000})
-                pipe.execute()
-                return False
-            pipe.multi()  # for a `sending` record, begin_attempt's rerun path sends this attempt again
-            enqueue_send(self.redis, nid, record.round, attempt, pipeline=pipe, timeout_s=timeout_s)
-            try:
-                pipe.execute()
-            except WatchError:
-                return False
-        return True
-
-    def _job_waiting(self, jid: str) -> bool:
-        try:
-            job = Job.fetch(jid, connection=self.redis)
-        except NoSuchJobError:
-            return False
-        status = job.get_status()
-        if status == JobStatus.STARTED and job.started_at and job.timeout:
-            # started longer ago than its hard limit: its worker lost it (e.g. a Redis outage cut the job off),
-            # RQ only declares that later, when it cleans its registry
-            return (rq_now() - job.started_at).total_seconds() <= job.timeout + 5
-        return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED)
+    def retry_all(self) -> list[str]:
+        return [nid for nid in (text(i) for i in self.redis.zrange(keys.NOTIFY_FAILED, 0, -1)) if self.retry(nid)]

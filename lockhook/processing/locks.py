@@ -12,7 +12,12 @@ from lockhook.scripts import Scripts
 
 def lock_state(client, device_id: str) -> dict | None:
     """`locked` (bool or None), `occurred_at`, `method` / `performed_via`, `source_event`; None if unseen."""
-    h = text_hash(client.hgetall(keys.lock_state(device_id)))
+    return parse_lock_state(device_id, client.hgetall(keys.lock_state(device_id)))
+
+
+def parse_lock_state(device_id: str, raw: dict) -> dict | None:
+    """A device's lock-state hash (HGETALL) as `lock_state` returns it."""
+    h = text_hash(raw)
     if not h:
         return None
     return {

@@ -203,7 +203,7 @@ def test_seam_command_is_issued_once_and_stores_the_action_attempt(api, fake_sea
     assert fake_seam.next_attempt_number() == before + 2  # the repeat reached no device
     assert CommandStore(r).by_action_attempt_id(command["action_attempt_id"]).command_id == command["command_id"]
     assert any(b"poll_seam_command" in (r.hget(f"rq:job:{j.decode()}", "description") or b"")
-               for j in r.zrange("rq:scheduled:notifications", 0, -1))
+               for j in r.zrange("rq:scheduled:polls", 0, -1))
 
 
 def test_seam_confirms_by_webhook(api, r):

@@ -152,7 +152,7 @@ def test_scripted_run_counts(client, r):
     assert value(m, "lockhook_queue_depth", queue="inbox") == 0
     assert value(m, "lockhook_inbox_lag") == 0 and value(m, "lockhook_inbox_pending") == 0
     assert value(m, "lockhook_queue_oldest_age_seconds", queue="inbox") == 0
-    for name in ("events", "notifications"):
+    for name in ("events", "polls"):
         assert value(m, "lockhook_queue_depth", queue=name) == r.llen(f"rq:queue:{name}")
     assert {c["command_id"] for c in (c_ok, c_fail, c_late)} <= {
         x.decode() for x in r.zrange(keys.COMMANDS, 0, -1)}

@@ -98,13 +98,13 @@ def diagnose(client: redis.Redis, *processes) -> str:
             lines.append(f"{stream} len={client.xlen(stream)} groups={client.xinfo_groups(stream)}")
         except redis.ResponseError as exc:
             lines.append(f"{stream}: {exc}")
-    for name in ("events", "notifications"):
+    for name in ("events", "polls"):
         lines.append(f"queue {name}: {client.llen('rq:queue:' + name)} queued, "
                      f"{client.zcard('rq:wip:' + name)} started, {client.zcard('rq:failed:' + name)} failed, "
                      f"{client.zcard('rq:scheduled:' + name)} scheduled")
-    inflight = client.zrange(keys.NOTIFY_INFLIGHT, 0, 9, withscores=True)
-    lines.append(f"notifications in flight (id -> overdue at ms): {inflight}"
-                 f"; intermediate queue: {client.llen('rq:queue:notifications:intermediate')}")
+    due = client.zrange(keys.NOTIFY_DUE, 0, 9, withscores=True)
+    lines.append(f"notification targets (label -> earliest due/lease ms, now {int(time.time() * 1000)}): {due}; "
+                 f"sizes {[client.zcard(keys.notify_due(label.decode())) for label, _ in due]}")
     lines.append(f"flags drain={client.ttl(keys.DRAIN_FLAG)} maintenance={client.ttl(keys.MAINTENANCE_FLAG)} "
                  f"locks={client.keys('rq:scheduler-lock:*')}")
     for proc in processes:

@@ -8,20 +8,24 @@ import socket
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from lockhook import outcomes
+from lockhook import keys
 from lockhook.commands.store import CommandStore
 from lockhook.errors import CallbackUrlRefused
+from lockhook.notifications import callback_policy
 from lockhook.notifications.callback_policy import check_callback_url
 from lockhook.notifications.store import NotificationStore
 from tests.reliability.helpers import attempt_succeeded, body
 from tests.support.config import API_TOKEN, signed
 from tests.support.servers import NotifyTarget
 from tests.support.waiting import wait_for
-from workers.notifications import deliver, enqueue_notifications
+from tests.workers.notify import deliver
+from workers.notifier import create_notifications
 
 AUTH = {"authorization": f"Bearer {API_TOKEN}"}
 REFUSED = {"callback_url_refused", "callback_url_unresolvable"}
+SECRET = SecretStr("whsec_c3NyZi10ZXN0LXNlY3JldC0xMjM0NTY3OA==")
 
 INTERNAL = [
     "http://127.0.0.1:8000/cb", "http://localhost:8000/cb", "http://LOCALHOST./cb", "http://localhost.localdomain/",
@@ -87,14 +91,65 @@ def test_names_resolving_to_loopback_and_dns_rebinding(fake_dns, settings, r):
     # accepted at POST time (public), then the name is re-pointed at loopback before the send
     url = "http://rebind.test:9/cb"
     assert check_callback_url(url, settings) == url
-    command, _ = CommandStore(r).register("dev_rebind", "lock", "external", status="rejected", error_code="E",
-                                          callback_url=url)
-    s = settings.model_copy(update={"notify_webhook_secret": None})
-    [nid] = enqueue_notifications(r, s, outcomes.Outcome(type="command.rejected", at_ms=1,
-                                                         command_id=command.command_id))
+    CommandStore(r).register("dev_rebind", "lock", "external", status="rejected", error_code="E", callback_url=url)
+    s = settings.model_copy(update={"notify_webhook_secret": SECRET})
+    [nid] = create_notifications(r, s, r.xrange(keys.OUTBOX))
     fake_dns["rebind.test"] = ["127.0.0.1"]
     result = deliver(NotificationStore(r).get(nid), s)
-    assert not result.delivered and result.error.startswith("callback_url_refused"), result
+    assert not result.delivered and not result.retryable and result.error.startswith("callback_url_refused"), result
+
+
+def test_both_idna_forms_are_checked_as_the_client_connects(settings):
+    """`faß.example` is `xn--fa-hia.example` in IDNA 2008 (what the client connects to), `fass.example` in
+    IDNA 2003 (what socket.getaddrinfo would look up): whoever owns both must not get a check on one and a
+    connection to the other."""
+    answers = {"xn--fa-hia.example": ["10.0.0.8"], "fass.example": ["93.184.216.34"]}
+    looked_up = []
+
+    def resolve(host, port):
+        looked_up.append(host)
+        return answers[host]
+
+    for url in ("http://faß.example/cb", "http://FASS.example/cb".replace("SS", "ß"), "http://xn--fa-hia.example/cb",
+                "http://ｆａß.example/cb"):
+        with pytest.raises(CallbackUrlRefused):
+            check_callback_url(url, settings, resolve)
+    assert set(looked_up) == {"xn--fa-hia.example"}
+    assert check_callback_url("http://fass.example/cb", settings, resolve)  # really another name
+    answers.update({"xn--fa-hia.example": ["93.184.216.34"], "fass.example": ["127.0.0.1"]})
+    assert check_callback_url("http://faß.example/cb", settings, resolve)
+
+
+def test_the_sender_connects_only_to_the_address_it_checked(r, settings, monkeypatch):
+    """Resolve once per connection, check every address, connect to exactly that answer (Host kept): a name
+    answering a checked address first and an internal one next is never connected on the second answer."""
+    first, second = NotifyTarget(), NotifyTarget()
+    calls: list[tuple[str, int]] = []
+
+    def resolve(host, port):  # 127.0.0.1 plays the public address; 10.0.0.7 the internal one it rebinds to
+        calls.append((host, port))
+        return ["127.0.0.1"] if len(calls) == 1 else ["10.0.0.7"]
+
+    try:
+        s = settings.model_copy(update={"notify_webhook_secret": SECRET})
+        ports = [t.server.server_address[1] for t in (first, second)]
+        for port in ports:
+            CommandStore(r).register("dev_bind", "lock", "external", status="rejected", error_code="E",
+                                     callback_url=f"http://faß.example:{port}/hook")
+        nids = create_notifications(r, s, r.xrange(keys.OUTBOX))
+        by_port = {NotificationStore(r).get(n).label.rsplit(":", 1)[1]: n for n in nids}
+        monkeypatch.setattr(callback_policy, "_public", lambda a: a == "127.0.0.1")  # the stand-in public address
+        ok = deliver(NotificationStore(r).get(by_port[str(ports[0])]), s, resolve=resolve)
+        refused = deliver(NotificationStore(r).get(by_port[str(ports[1])]), s, resolve=resolve)
+    finally:
+        first.close()
+        second.close()
+    assert ok.delivered, ok
+    [got] = first.requests
+    assert got["headers"]["host"] == f"xn--fa-hia.example:{ports[0]}", "the original Host, not the address"
+    assert not refused.delivered and not refused.retryable and refused.error.startswith("callback_url_refused")
+    assert second.requests == []
+    assert calls == [("xn--fa-hia.example", ports[0]), ("xn--fa-hia.example", ports[1])], "one lookup each"
 
 
 def test_redirects_from_a_callback_are_not_followed(start_web, start_worker, r):
@@ -108,7 +163,9 @@ def test_redirects_from_a_callback_are_not_followed(start_web, start_worker, r):
         raw = body(attempt_succeeded(0, "dev_ssrf") | {"action_attempt_id": "aa_ssrf_0"})
         assert httpx.post(base + "/webhooks/seam", content=raw, headers=signed(raw, "msg_ssrf")).status_code == 202
         wait_for(lambda: bouncer.requests, timeout=20)
-        wait_for(lambda: r.zcard("rq:wip:notifications") == 0 and r.llen("rq:queue:notifications") == 0, timeout=10)
+        wait_for(lambda: r.zcard(keys.NOTIFY_FAILED) == 1, timeout=10)  # a 3xx is final
+        [failed] = NotificationStore(r).failed()
+        assert failed.last_error == "http_302" and failed.attempts == 1
         assert internal.requests == []  # the 302 to another address was not followed
     finally:
         internal.close()

@@ -8,15 +8,16 @@ import subprocess
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 from svix.webhooks import Webhook
 
 from lockhook import keys
+from lockhook.clock import seconds_until as parse_retry_after
 from lockhook.commands.store import CommandStore
 from lockhook.errors import CallbackUrlRefused
+from lockhook.notifications import store
 from lockhook.notifications.callback_policy import CallbackUrlUnresolvable, check_callback_url
 from lockhook.notifications.payloads import CALLBACK, slack_text
 from lockhook.notifications.store import NotificationStore
@@ -25,69 +26,11 @@ from lockhook.settings import Settings
 from tests.support.config import signed
 from tests.support.processes import ROOT, process_env
 from tests.support.waiting import wait_for
-from workers.notifications import deliver, enqueue_notifications, parse_retry_after
+from tests.workers.notify import InProcess, Receiver, deliver, outbox_entry
+from workers.notifier import create_notifications
 
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"lockhook-notify-test-secret-32b!").decode()
 SLACK_TOKEN = "T000/B000/slacksecrettoken123"
-
-
-class Receiver:
-    """A local HTTP server that records every request and answers from a per-path plan.
-
-    Plan steps: "ok", an HTTP status ("500", "400", ...), "429:N" (with Retry-After N), "hang" (answers
-    after `hang_s`, past the client's timeout) and "drop" (closes the connection without answering).
-    """
-
-    def __init__(self, hang_s: float = 3.0):
-        self.requests: list[dict] = []
-        self.plans: dict[str, list[str]] = {}
-        self.hang_s = hang_s
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                path = self.path.split("?")[0]
-                with receiver.lock:
-                    plan = receiver.plans.get(path) or []
-                    step = plan.pop(0) if plan else "ok"
-                    entry = {"path": path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                             "body": body, "at": time.monotonic(), "step": step}
-                    receiver.requests.append(entry)
-                try:
-                    if step == "drop":
-                        self.close_connection = True
-                        return
-                    if step == "hang":
-                        time.sleep(receiver.hang_s)
-                        step = "ok"
-                    status, _, retry_after = step.partition(":")
-                    code = 200 if status == "ok" else int(status)
-                    self.send_response(code)
-                    if retry_after:
-                        self.send_header("Retry-After", retry_after)
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-                except OSError:
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.base = f"http://127.0.0.1:{self.server.server_port}"
-
-    def at(self, path: str) -> list[dict]:
-        with self.lock:
-            return [r for r in self.requests if r["path"] == path]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -265,7 +208,7 @@ def test_retries_survive_a_worker_restart_and_deliver_once(start_web, start_work
     base, worker = start_live(start_web, start_worker, r, **env)
     CommandStore(r).register("dev_gate", "unlock", "external", status="rejected", error_code="X")
     wait_for(lambda: receiver.at("/slow"), timeout=15)
-    assert worker.stop() is not None  # SIGTERM while the next attempt waits in RQ's scheduler
+    assert worker.stop() is not None  # SIGTERM while the next attempt waits in its due set
     assert len(receiver.at("/slow")) == 1
     start_worker(**env)
     wait_for(lambda: settled(r, 1), timeout=30)
@@ -275,32 +218,35 @@ def test_retries_survive_a_worker_restart_and_deliver_once(start_web, start_work
     assert records(r)[0].status == "delivered"
 
 
-def test_duplicated_dispatch_creates_each_job_once(r, settings):
+def test_records_are_created_once_however_often_the_outcome_is_read(r, settings):
     s = derive(settings, **dict(notify_webhook_url="https://hooks.example.com/a https://hooks.example.com/b",
-                                        notify_webhook_secret=NOTIFY_SECRET))
+                                notify_webhook_secret=NOTIFY_SECRET))
     cmd, _ = CommandStore(r).register("dev_x", "lock", "external", status="rejected", error_code="E",
                                       callback_url="https://app.example.com/cb")
-    outcome = Outcome(type="command.rejected", at_ms=1, command_id=cmd.command_id)
+    [entry] = r.xrange(keys.OUTBOX)  # written by the step that resolved the command
     results: list[list[str]] = []
-    threads = [threading.Thread(target=lambda: results.append(enqueue_notifications(r, s, outcome)))
+    threads = [threading.Thread(target=lambda: results.append(create_notifications(r, s, [entry])))
                for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    results.append(enqueue_notifications(r, s, outcome))
+    results.append(create_notifications(r, s, [entry]))  # read again (a notifier died before XACK)
     created = [ids for ids in results if ids]
     assert len(created) == 1 and len(created[0]) == 3
-    assert r.llen("rq:queue:notifications") == 3
-    again = enqueue_notifications(r, s, Outcome(type="command.rejected", at_ms=1, command_id=cmd.command_id))
-    assert again == []
+    due = {x.decode() for label in ("webhook:hooks.example.com", "callback:app.example.com")
+           for x in r.zrange(keys.notify_due(label), 0, -1)}
+    assert due == set(created[0]), "each record is due exactly once"
+    again = outbox_entry(r, "command.rejected", cmd.command_id)  # the same outcome written twice
+    assert create_notifications(r, s, [again]) == []
+    assert r.xlen(keys.OUTBOX) == 0 and len(records(r)) == 3
 
 
 def test_callback_url_is_checked_again_at_send_time(r, settings, receiver):
     s = derive(settings, **dict(notify_webhook_secret=NOTIFY_SECRET))
     cmd, _ = CommandStore(r).register("dev_y", "unlock", "external", status="rejected", error_code="E",
                                       callback_url=f"{receiver.base}/cb")
-    [nid] = enqueue_notifications(r, s, Outcome(type="command.rejected", at_ms=1, command_id=cmd.command_id))
+    [nid] = create_notifications(r, s, r.xrange(keys.OUTBOX))
     record = NotificationStore(r).get(nid)
     assert record.target == CALLBACK
     result = deliver(record, s)
@@ -355,36 +301,25 @@ def test_slack_text_and_retry_after():
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: at once
 
 
-def test_an_attempt_whose_worker_died_mid_send_is_sent_again_with_the_same_id(r, settings, receiver, monkeypatch):
-    from rq import Queue, SimpleWorker
-    from rq.job import Job
-
-    import workers.jobs
-    from lockhook.notifications.store import job_id
-
+def test_a_lease_whose_sender_died_runs_out_and_the_same_id_is_sent_again(r, settings, receiver):
     s = derive(settings, notify_webhook_url=f"{receiver.base}/r", notify_webhook_secret=NOTIFY_SECRET)
-    monkeypatch.setattr(workers.jobs, "get_settings", lambda: s)
-    store = NotificationStore(r)
     cmd, _ = CommandStore(r).register("dev_k", "lock", "external", status="rejected", error_code="E")
-    [nid] = enqueue_notifications(r, s, Outcome(type="command.rejected", at_ms=1, command_id=cmd.command_id))
-
-    # a job still waiting in its queue is left alone, however overdue
-    r.zadd(keys.NOTIFY_INFLIGHT, {nid: 0})
-    assert store.resume_overdue() == []
-    assert r.zscore(keys.NOTIFY_INFLIGHT, nid) > time.time() * 1000
-
-    # a worker took the job, marked the attempt `sending` and was killed: the job is gone, the record stuck
-    Job.fetch(job_id(nid, 1, 1), connection=r).delete()
-    assert store.begin_attempt(nid, 1, 1) is not None
-    assert store.resume_overdue() == [], "not before the job's hard limit has passed"
-    r.zadd(keys.NOTIFY_INFLIGHT, {nid: 0})
-    assert store.resume_overdue() == [nid]
-    SimpleWorker([Queue("notifications", connection=r)], connection=r).work(burst=True)
+    [nid] = create_notifications(r, s, r.xrange(keys.OUTBOX))
+    # a sender leased the record (for 1.5 s) and was killed before it recorded anything
+    now = int(time.time() * 1000)
+    [taken] = r.register_script(store.LEASE)(keys=[keys.NOTIFY_DUE],
+                                             args=store.lease_args(now, now + 1500, 10, "dead-sender", {}))
+    assert store.Notification.from_hash(taken).id == nid and NotificationStore(r).get(nid).status == "sending"
+    with InProcess(s):
+        wait_for(lambda: receiver.at("/r"), timeout=15)
+        wait_for(lambda: NotificationStore(r).get(nid).status == "delivered", timeout=10)
     [got] = receiver.at("/r")
+    assert got["at"] - receiver.started >= 1.0, "not before the lease ran out"
     assert got["headers"]["webhook-id"] == nid and verified(got)["id"] == nid
-    assert store.get(nid).status == "delivered" and store.get(nid).attempts == 1
-    assert r.zcard(keys.NOTIFY_INFLIGHT) == 0
-    assert store.resume_overdue() == []
+    assert NotificationStore(r).get(nid).attempts == 1, "the lost attempt is not counted"
+    late = store.finish(r.register_script(store.FINISH), r, "dead-sender", NotificationStore(r).get(nid),
+                        "failed", attempt=1, error="late")
+    assert late == 0 and NotificationStore(r).get(nid).status == "delivered", "a lost lease records nothing"
 
 
 def test_worker_killed_while_sending_resends_the_same_webhook_id(start_web, start_worker, r, receiver):
@@ -409,10 +344,26 @@ def test_worker_killed_while_sending_resends_the_same_webhook_id(start_web, star
 
 def test_with_no_target_an_outcome_is_one_log_line(r, settings, caplog):
     cmd, _ = CommandStore(r).register("dev_l", "lock", "external", status="rejected", error_code="JAMMED")
-    outcome = Outcome(type="command.rejected", at_ms=1, command_id=cmd.command_id)
     with caplog.at_level("INFO", logger="lockhook.notifications"):
-        assert enqueue_notifications(r, settings, outcome) == []
-        assert enqueue_notifications(r, settings, outcome) == []
+        entries = r.xrange(keys.OUTBOX)
+        assert create_notifications(r, settings, entries) == []
+        assert create_notifications(r, settings, entries) == []
+        assert create_notifications(r, settings, [outbox_entry(r, "command.rejected", cmd.command_id)]) == []
     [line] = [rec for rec in caplog.records if rec.name == "lockhook.notifications"]
     assert line.outcome == "command.rejected" and line.error_code == "JAMMED" and line.device_id == "dev_l"
-    assert r.llen("rq:queue:notifications") == 0
+    assert r.zcard(keys.NOTIFY_DUE) == 0 and records(r) == []
+
+
+def test_records_leased_by_a_call_whose_reply_was_lost_come_back_to_their_sender(r, settings):
+    s = derive(settings, notify_webhook_url="https://hooks.example.com/a", notify_webhook_secret=NOTIFY_SECRET)
+    rejected = [CommandStore(r).register("dev_lost", "lock", "external", status="rejected", error_code="E")[0]
+                for _ in range(2)]
+    nids = set(create_notifications(r, s, r.xrange(keys.OUTBOX)))
+    assert len(nids) == len(rejected) == 2
+    lease = r.register_script(store.LEASE)
+    now = int(time.time() * 1000)
+    taken = lease(keys=[keys.NOTIFY_DUE], args=store.lease_args(now, now + 60_000, 10, "mine", {}))
+    assert {store.Notification.from_hash(x).id for x in taken} == nids  # ... and the reply never arrived
+    assert lease(keys=[keys.NOTIFY_DUE], args=store.lease_args(now, now + 60_000, 10, "other", {}, reclaim=True)) == []
+    again = lease(keys=[keys.NOTIFY_DUE], args=store.lease_args(now, now + 60_000, 10, "mine", {}, reclaim=True))
+    assert {store.Notification.from_hash(x).id for x in again} == nids, "not after the lease runs out: at once"
