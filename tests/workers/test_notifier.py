@@ -14,7 +14,8 @@ from lockhook.notifications.payloads import targets
 from lockhook.notifications.store import NotificationStore
 from lockhook.outcomes import Outcome
 from receiver.dashboard_data import stats
-from tests.conftest import API_TOKEN, wait_for
+from tests.support.config import API_TOKEN
+from tests.support.waiting import wait_for
 from tests.workers.notify import InProcess, Receiver, outbox_entry
 from tests.workers.test_notifications import NOTIFY_SECRET, derive, records, verified
 
