@@ -1,4 +1,4 @@
-"""Outcomes (command.*, lock.state_changed) as the processing scripts write them to the outbox stream.
+"""Outcomes (command.*, lock.*) as the processing scripts write them to the outbox stream.
 
 The scripts write each outcome in the same atomic step as the state change, so an outcome exists exactly
 when its transition happened. The notifier reads the stream; after a notifier death an entry is read
@@ -26,16 +26,26 @@ class Outcome:
     device_id: str | None = None
     event: str | None = None
     stream_id: str = field(default="", compare=False)
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+    """Whatever else the script wrote with a device outcome (e.g. `access_code_id`, `count`)."""
 
     @property
     def id(self) -> str:
         """Stable per (outcome, target object): receivers dedupe on it."""
-        if self.type == LOCK_STATE_CHANGED:
-            return f"lock.state_changed:{self.device_id}:{self.event}"
-        return f"{self.type}:{self.command_id}"
+        if self.type in COMMAND_OUTCOMES:
+            return f"{self.type}:{self.command_id}"
+        return f"{self.type}:{self.device_id}:{self.event}"  # a lock's news, once per event that caused it
+
+    @property
+    def is_command(self) -> bool:
+        return self.type in COMMAND_OUTCOMES
 
     @classmethod
     def from_stream(cls, stream_id: bytes | str, fields: dict) -> Outcome:
         f = text_hash(fields)
+        extra = {k: v for k, v in f.items() if k not in _OWN_FIELDS}
         return cls(type=f["type"], at_ms=int(f.get("at") or 0), command_id=f.get("command_id"),
-                   device_id=f.get("device_id"), event=f.get("event"), stream_id=text(stream_id))
+                   device_id=f.get("device_id"), event=f.get("event"), stream_id=text(stream_id), extra=extra)
+
+
+_OWN_FIELDS = ("type", "at", "command_id", "device_id", "event")

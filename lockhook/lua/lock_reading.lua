@@ -15,5 +15,6 @@ redis.call('HSET', lk, 'device_id', device, 'locked', locked, 'occurred_at', rea
            'read_at', read_ms, 'updated_at', NOW)
 redis.call('EXPIRE', lk, ARGV[5])
 redis.call('ZADD', K.DEVICES, NOW, device)
-redis.call('XADD', K.OUTBOX, '*', 'type', 'lock.state_changed', 'device_id', device, 'event', 'seam_api', 'at', NOW)
+redis.call('XADD', K.OUTBOX, '*', 'type', 'lock.state_changed', 'device_id', device, 'event', 'seam_api:' .. ARGV[4],
+           'at', NOW)
 return 'applied'

@@ -54,14 +54,17 @@ def outcomes_data(client, outcomes: list[Outcome]) -> list[dict]:
     """Per outcome, read in one round trip: the command JSON, or the device's lock state for `lock.state_changed`."""
     pipe = client.pipeline(transaction=False)
     for o in outcomes:
-        lock = o.type == LOCK_STATE_CHANGED
-        pipe.hgetall(keys.lock_state(o.device_id or "") if lock else keys.command(o.command_id or ""))
+        pipe.hgetall(keys.command(o.command_id or "") if o.is_command else keys.lock_state(o.device_id or ""))
     out = []
     for o, raw in zip(outcomes, pipe.execute() if outcomes else [], strict=True):
         if o.type == LOCK_STATE_CHANGED:
             out.append(parse_lock_state(o.device_id, raw) or {"device_id": o.device_id, "source_event": o.event})
-        else:
+        elif o.is_command:
             out.append(Command.from_hash(raw).model_dump(mode="json") if raw else {"command_id": o.command_id})
+        else:  # a lock's own news (a denied code, ...): what the script wrote, and the lock as it stands
+            event_id = (o.event or "").removeprefix("event:")
+            out.append({"device_id": o.device_id, "event_id": event_id or None, **o.extra,
+                        "lock": parse_lock_state(o.device_id, raw)})
     return out
 
 
@@ -84,6 +87,9 @@ def slack_text(outcome: Outcome, data: dict) -> str:
         state = "locked" if locked else ("unlocked" if locked is False else "unknown")
         how = data.get("performed_via") or data.get("method") or "unknown"
         return f"lock.state_changed: device {data.get('device_id') or outcome.device_id} is {state} (via {how})"
+    if not outcome.is_command:
+        details = ", ".join(f"{k} {v}" for k, v in outcome.extra.items())
+        return f"{outcome.type}: device {outcome.device_id}" + (f" ({details})" if details else "")
     parts = [f"{outcome.type}: {data.get('action') or '?'} on device {data.get('device_id') or '?'}"]
     if data.get("error_code"):
         parts.append(f"error {data['error_code']}")
