@@ -270,3 +270,28 @@ def test_denied_codes_are_outcomes_and_a_run_of_them_one_alarm(h):
     types = h.outbox_types()
     assert types.count("lock.access_denied") == 4
     assert types.count("lock.access_denied_repeatedly") == 1
+
+
+def test_storage_is_bounded_every_key_has_a_lifetime(h):
+    from lockhook import defaults
+    from lockhook.commands.store import CommandStore
+    from workers.maintenance import forget_expired
+
+    command, _ = CommandStore(h.r).register("dev_ttl", "lock", "external", action_attempt_id="aa_ttl")
+    h.post({"event_type": "lock.locked", "event_id": "e_ttl", "device_id": "dev_ttl", "action_attempt_id": "aa_ttl"})
+    h.post({"event_type": "made.up.type", "event_id": "e_other", "device_id": "dev_ttl"})
+    h.post({"event_type": "device.low_battery", "event_id": "e_known", "device_id": "dev_ttl"})
+    drain(h.r)
+    assert 0 < h.r.ttl(keys.command_timeline(command.command_id)) <= defaults.COMMAND_TTL_S
+    assert 0 < h.r.ttl(keys.device_commands("dev_ttl")) <= defaults.COMMAND_TTL_S
+    assert 0 < h.r.ttl(keys.device_events("dev_ttl")) <= defaults.DEVICE_RETENTION_S
+    assert 0 < h.r.ttl(keys.lock_state("dev_ttl")) <= defaults.DEVICE_RETENTION_S
+    # unknown types share one metric series; the ones Seam documents keep their own
+    stats = {k.decode(): int(v) for k, v in h.r.hgetall(keys.EVENT_STATS).items()}
+    assert stats.get("other") == 1 and "made.up.type" not in stats and stats.get("device.low_battery") == 1
+    # indexes drop members whose keys expired on their own
+    h.r.zadd(keys.COMMANDS, {"cmd_gone": now_ms() - (defaults.COMMAND_TTL_S + 60) * 1000})
+    h.r.zadd(keys.DEVICES, {"dev_gone": now_ms() - (defaults.DEVICE_RETENTION_S + 60) * 1000})
+    assert forget_expired(h.r, defaults.DEVICE_RETENTION_S) == 2
+    assert h.r.zscore(keys.COMMANDS, "cmd_gone") is None and h.r.zscore(keys.DEVICES, "dev_gone") is None
+    assert h.r.zscore(keys.DEVICES, "dev_ttl") is not None
