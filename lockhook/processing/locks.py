@@ -38,7 +38,7 @@ def record_reading(client, device_id: str, locked: bool, read_ms: int, device_re
     """What the lock's cloud says now (Seam's `properties.locked`): corrects the stored state unless an
     event newer than the reading says otherwise. Returns 'applied', 'agrees' or 'stale'."""
     result = Scripts(client).lock_reading(args=Scripts.args(now_ms(), device_id, "1" if locked else "0", read_ms,
-                                                            device_retention_s))
+                                                            device_retention_s, f"seam_api@{read_ms}"))
     return result.decode() if isinstance(result, bytes) else result
 
 

@@ -49,7 +49,7 @@ class RecordingServer:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         raw = handler.rfile.read(int(handler.headers.get("content-length") or 0))
         request = {"path": handler.path, "headers": {k.lower(): v for k, v in handler.headers.items()},
-                   "body": raw, "at": time.monotonic()}
+                   "body": raw, "at": time.monotonic(), "wall": time.time()}
         with self.lock:
             self.requests.append(request)
             answer = self.respond(request)
