@@ -341,3 +341,7 @@ def test_dashboard_lock_view_shows_online_and_battery(lh, r):
     row = page[page.index("door_50", page.index("<h2>Locks</h2>")):]
     row = row[:row.index("</tr>")]
     assert "offline" in row and "low 15%" in row
+    lh.run(keypad_unlock("door_51"))
+    page = lh.client.get("/dashboard", headers=AUTH).text
+    events = page[page.index("Recent events"):]
+    assert "code ac_4242" in events and "user ui_77" in events and "no command" in events
