@@ -18,8 +18,7 @@ from lockhook.processing.lock_watch import AUTO_RELOCK, LEFT_UNLOCKED, member
 from lockhook.processing.locks import device_events, lock_state
 from lockhook.settings import get_settings
 from lockhook.streams import ensure_group
-from tests.conftest import DEVICE_CLOUD_SECRET, signed
-from tests.issuers import configured, device_cloud_fixture  # noqa: F401  (fixture)
+from tests.support.config import DEVICE_CLOUD_SECRET, configured, signed
 from workers.drain import drain
 from workers.lock_watch import check_lock, sweep
 
@@ -333,7 +332,9 @@ def test_relock_check_for_an_unknown_device_is_a_noop(r):
 
 
 def test_dashboard_lock_view_shows_online_and_battery(lh, r):
-    from tests.receiver.test_dashboard import AUTH
+    from tests.support.config import API_TOKEN
+
+    AUTH = {"authorization": f"Bearer {API_TOKEN}"}
 
     lh.run(seam_event("device.battery_status_changed", "door_50", battery_status="low", battery_level=0.15))
     lh.run(seam_event("device.disconnected", "door_50"))

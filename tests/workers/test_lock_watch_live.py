@@ -19,10 +19,9 @@ import pytest
 from svix.webhooks import Webhook
 
 from lockhook import keys
-from tests.conftest import API_TOKEN, free_port, signed, wait_for
-from tests.local import test_simulator
-
-start_simulator = test_simulator.start_simulator  # the simulator fixture, shared with the simulator's own tests
+from tests.support.config import API_TOKEN, signed
+from tests.support.waiting import wait_for
+from tools.devserver import free_port
 
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"lockhook-watch-test-secret-32by!").decode()
 
