@@ -11,7 +11,7 @@ import pytest
 
 from lockhook import keys
 from lockhook.commands.store import CommandStore
-from lockhook.notifications.payloads import outcome_data, slack_text
+from lockhook.notifications.payloads import outcomes_data, slack_text
 from lockhook.outcomes import Outcome
 from lockhook.processing.apply import Rules
 from lockhook.processing.lock_watch import AUTO_RELOCK, LEFT_UNLOCKED, member
@@ -90,7 +90,7 @@ def test_keypad_unlock_without_command_is_an_outcome_carrying_its_code(lh, r):
     lh.run(event)
     [outcome] = lh.outcomes("lock.unlocked_without_command")
     assert outcome.device_id == "door_1" and outcome.event == f"event:{event['event_id']}"
-    data = outcome_data(r, outcome)
+    data = outcomes_data(r, [outcome])[0]
     assert data["device_id"] == "door_1" and data["event_id"] == event["event_id"]
     assert (data["method"], data["access_code_id"], data["user_identity_id"]) == ("keycode", "ac_4242", "ui_77")
     assert data["acs_credential_id"] == "cred_9" and data["occurred_at"] == event["occurred_at"]
@@ -224,7 +224,7 @@ def test_left_unlocked_fires_once_per_period_from_job_and_sweep(lh, r, watch_env
     assert sweep(r, settings) == 0
     [outcome] = lh.outcomes("lock.left_unlocked")
     assert outcome.event == period
-    data = outcome_data(r, outcome)
+    data = outcomes_data(r, [outcome])[0]
     assert data["unlocked_by"]["access_code_id"] == "ac_4242" and data["unlocked_for_s"] >= 20
     assert data["locked"] is False and data["unlocked_since"] == first["occurred_at"]
     # another unlock in the same period changes nothing; a lock then a new unlock is a new period
@@ -314,7 +314,7 @@ def test_device_health_events_set_online_and_battery_and_are_outcomes(lh, r):
     kinds = [o.type for o in lh.outcomes() if o.type.startswith("device.")]
     assert kinds == ["device.disconnected", "device.connected", "device.low_battery", "device.battery_status_changed"]
     low = next(o for o in lh.outcomes("device.low_battery"))
-    data = outcome_data(r, low)
+    data = outcomes_data(r, [low])[0]
     assert data["battery_level"] == 0.12 and data["online"] is True and data["device_id"] == "door_40"
     assert device_events(r, "door_40")[0]["health"] == "stale"
 
