@@ -87,6 +87,24 @@ COMMAND_TTL_MS = COMMAND_TTL_S * 1000
 DEFAULT_COMMAND_TIMEOUT_S = 60
 """A command with no `timeout_s` times out after this."""
 
+EVENT_LOG_ENTRY_MAX_BYTES = 4096
+"""Largest event-log entry (JSON): past it an event's longest extra fields are dropped, attribution last."""
+
+EVENT_LOG_ENTRY_RESERVE_BYTES = 256
+"""Room kept in an entry for what the processing script adds (command_id, lock, parked, outcome)."""
+
+EVENT_RECORD_TTL_S = 7 * 24 * 3600
+"""How long an event that caused a lock-watch or device-health outcome is kept for its notification's payload."""
+
+UNLOCK_EXPLAIN_SCAN = 20
+"""An id-less or parked unlock looks at most this many of its device's commands inside the window to explain it."""
+
+LOCK_WATCH_SWEEP_BATCH = 200
+"""Due lock-watch checks (left unlocked, auto-relock) one maintenance round handles."""
+
+AUTO_RELOCK_TIMEOUT_S = 60
+"""An auto-relock command times out after this, like a POST /commands without `timeout_s`."""
+
 MAX_WAIT_S = 30
 """The longest `GET /commands/{id}?wait=N` holds a request."""
 

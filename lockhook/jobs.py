@@ -40,6 +40,17 @@ def schedule_expiry(connection, command_id: str, deadline_ms: int) -> None:
                                         retry=Retry(max=3, interval=[1, 5, 30]))
 
 
+CHECK_LOCK = f"{JOBS_MODULE}.check_unlocked_lock"
+"""The lock-watch job: a door left unlocked, an auto-relock."""
+
+
+def schedule_lock_check(connection, check: str, device_id: str, period: str, due_ms: int) -> None:
+    """Fire a lock-watch check at its due time with RQ's scheduler (the maintenance sweep is the safety net)."""
+    at = datetime.fromtimestamp(due_ms / 1000, tz=UTC)
+    events_queue(connection).enqueue_at(at, CHECK_LOCK, check, device_id, period, result_ttl=0,
+                                        failure_ttl=24 * 3600, retry=Retry(max=3, interval=[1, 5, 30]))
+
+
 def schedule_seam_poll(connection, command_id: str, delay_s: float) -> None:
     """Poll Seam's action attempt after `delay_s` in case its webhook is late or lost.
 

@@ -52,6 +52,15 @@ def id_index(kind: str, value: str) -> str:
     return f"{PREFIX}idx:{kind}:{value}"
 
 
+# lock watch: unlocks nobody commanded, doors left unlocked, auto-relock, device health
+LOCK_WATCH = PREFIX + "watch:unlocked"  # zset: "<check>:<device_id>" (check: left_unlocked|auto_relock) -> due ms
+
+
+def event_record(event_key: str) -> str:
+    """JSON: an event's log entry, kept for the payload of the outcome it caused (unlock without command, health)."""
+    return f"{PREFIX}event_record:{event_key}"
+
+
 def device_commands(device_id: str) -> str:
     return f"{PREFIX}device:{device_id}:cmds"
 

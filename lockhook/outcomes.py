@@ -14,6 +14,12 @@ from lockhook.redis_client import text, text_hash
 COMMAND_OUTCOMES = ("command.succeeded", "command.failed", "command.timed_out", "command.rejected",
                     "command.late_result")
 LOCK_STATE_CHANGED = "lock.state_changed"
+LOCK_UNLOCKED_WITHOUT_COMMAND = "lock.unlocked_without_command"
+LOCK_LEFT_UNLOCKED = "lock.left_unlocked"
+DEVICE_HEALTH_OUTCOMES = ("device.connected", "device.disconnected", "device.low_battery",
+                          "device.battery_status_changed")
+"""Outcomes about a device, not a command: `device_id` and `event` (the event that caused it, or for
+`lock.left_unlocked` the one that unlocked) identify them."""
 
 
 @dataclass(frozen=True, slots=True)

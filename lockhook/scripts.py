@@ -10,7 +10,7 @@ from importlib.resources import files
 
 from lockhook import defaults, keys
 
-NAMES = ("ingest", "apply_event", "register", "transition", "lock_reading", "auth_attempt")
+NAMES = ("ingest", "apply_event", "register", "transition", "lock_reading", "auth_attempt", "watch")
 
 _NAMED = re.compile(r"\b([KD])\.([A-Za-z_]\w*)")
 _MARK = re.compile("\x00(\\d+)\x00")

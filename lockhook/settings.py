@@ -26,7 +26,9 @@ class Settings(BaseSettings):
       An entry may end with `#events=PATTERNS` to receive only those types, e.g.
       `https://a.example/h#events=command.*,lock.state_changed https://b.example/h`; the fragment is never sent.
     - NOTIFY_EVENTS: comma-separated glob patterns over notification types (`command.succeeded`,
-      `command.failed`, `command.timed_out`, `command.rejected`, `command.late_result`, `lock.state_changed`)
+      `command.failed`, `command.timed_out`, `command.rejected`, `command.late_result`, `lock.state_changed`,
+      `lock.unlocked_without_command`, `lock.left_unlocked`, `device.connected`, `device.disconnected`,
+      `device.low_battery`, `device.battery_status_changed`)
       for Slack and for every webhook entry without its own `#events=`; default: all.
     - A command's `callback_url` receives that command's own `command.*` outcomes, unfiltered.
     """
@@ -71,6 +73,10 @@ class Settings(BaseSettings):
     notify_retry_delays_s: str | None = None  # comma-separated seconds between attempts (tests shorten them)
 
     trusted_proxy_hops: int = Field(0, ge=0, le=5)  # proxies in front that append to X-Forwarded-For
+
+    left_unlocked_after_s: float = Field(0, ge=0)  # a lock unlocked this long: one lock.left_unlocked (0: off)
+    auto_relock_after_s: float = Field(0, ge=0)  # a lock unlocked this long is locked again by a command (0: off)
+
     record_dir: str | None = None
     lockhook_dev_redis_port: int = Field(6379, gt=0, lt=65536)  # `lockhook dev`: its embedded Redis (or a free one)
     log_format: str | None = None  # "json" | "text"; default: text on a terminal, JSON otherwise

@@ -439,7 +439,7 @@ async def get_lock(request: Request) -> JSONResponse:
     if state is None and not events:
         raise NotFound(f"no lock state or events for device {device_id!r}")
     body = state or {"device_id": device_id, "locked": None, "occurred_at": None, "method": None,
-                     "performed_via": None}
+                     "performed_via": None, "online": None, "battery": None}
     body["events"] = events
     return JSONResponse(body)
 

@@ -42,6 +42,11 @@ class CommandList(BaseModel):
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
 
 
+class Battery(BaseModel):
+    level: float | None = None
+    status: str | None = None
+
+
 class LockState(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -53,6 +58,11 @@ class LockState(BaseModel):
     source_event: str | None = None
     event_type: str | None = None
     updated_at: str | None = None
+    online: bool | None = None
+    battery: Battery | None = None
+    health_at: str | None = None
+    unlocked_since: str | None = None
+    issuer: str | None = None
     events: list[dict[str, Any]]
 
 

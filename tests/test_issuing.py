@@ -121,7 +121,7 @@ def test_webhook_first_then_poll_resolves_once(client, r, seam_settings):
     drain(r)
     assert poll_seam_command(command_id, connection=r, settings=seam_settings) == "noop"
     command = CommandStore(r).get(command_id)
-    assert command.resolved_by == "event:evt_first"
+    assert (command.resolved_by, command.resolved_via) == ("evt_first", "webhook")
     assert command_outcomes(r, command_id) == ["command.succeeded"]
 
 

@@ -1,26 +1,37 @@
-"""`lockhook demo`: embedded Redis, web, worker and the simulator; a batch of commands and their outcomes."""
+"""`lockhook demo`: embedded Redis, web, worker and the simulator; a batch of commands and their outcomes, then
+the lock watch: an unlock nobody commanded, a door left unlocked and its auto-relock, as notifications."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
 from lockhook.errors import ConfigError
+from lockhook.ingest.signatures import signature_headers
 from tools.devserver import DEV_DIR, EmbeddedRedis, free_port, new_webhook_secret, procfile_path
 
 DEVICES = ("front_door", "back_door", "side_gate", "garage")
 OFFLINE = "garage"  # answers DEVICE_OFFLINE at once: its commands are rejected
 START_TIMEOUT_S = 30.0
 COMMAND_TIMEOUT_S = 20
+LEFT_UNLOCKED_AFTER_S = 3  # short lock-watch settings, so the demo shows them in seconds
+AUTO_RELOCK_AFTER_S = 6
+WATCH_TIMEOUT_S = 30
 
 
 class Child:
@@ -140,6 +151,105 @@ def render(results: list[dict], elapsed_s: float, console) -> None:
     console.print(f"totals: {len(results)} commands: {totals}{latency}; demo ran {elapsed_s:.1f} s")
 
 
+class NotificationSink:
+    """A local notification target for the demo: keeps every payload lockhook sends it."""
+
+    def __init__(self):
+        self.payloads: list[dict] = []
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                with contextlib.suppress(ValueError), sink.lock:
+                    sink.payloads.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/notifications"
+
+    def of(self, kind: str, device: str | None = None) -> list[dict]:
+        with self.lock:
+            return [p for p in self.payloads if p.get("type") == kind
+                    and (device is None or (p.get("data") or {}).get("device_id") == device)]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def post_seam_unlock(base: str, secret: str, device: str, **fields) -> None:
+    """A signed Seam `lock.unlocked` that no command asked for (a keypad code, a thumb-turn)."""
+    event = {"event_id": str(uuid.uuid4()), "event_type": "lock.unlocked", "device_id": device,
+             "workspace_id": "demo", "occurred_at": _now_iso(), "created_at": _now_iso(), **fields}
+    body = json.dumps(event).encode()
+    headers = {**signature_headers(secret, "msg_" + uuid.uuid4().hex, body), "content-type": "application/json"}
+    httpx.post(f"{base}/webhooks/seam", content=body, headers=headers, timeout=10).raise_for_status()
+
+
+def _relock(http: httpx.Client, device: str) -> dict | None:
+    """The device's auto-relock command once it left pending."""
+    for command in http.get("/commands", params={"device_id": device}).json().get("commands", []):
+        if (command.get("metadata") or {}).get("reason") == "auto_relock" and command.get("status") != "pending":
+            return command
+    return None
+
+
+def watch_phase(base: str, token: str, secret: str, sink: NotificationSink, console) -> bool:
+    """Unlock two doors without a command, wait for their alerts and auto-relocks; True when all arrived."""
+    from rich.table import Table
+
+    doors = {"front_door": {"method": "keycode", "access_code_id": "ac_guest_1042", "user_identity_id": "ui_guest"},
+             "back_door": {"method": "manual"}}
+    console.print(f"lock watch: {', '.join(doors)} unlocked by hand; LEFT_UNLOCKED_AFTER_S={LEFT_UNLOCKED_AFTER_S}, "
+                  f"AUTO_RELOCK_AFTER_S={AUTO_RELOCK_AFTER_S} ...")
+    for device, fields in doors.items():
+        post_seam_unlock(base, secret, device, **fields)
+    relocks: dict[str, dict | None] = {}
+    deadline = time.monotonic() + WATCH_TIMEOUT_S
+    with httpx.Client(base_url=base, headers={"authorization": f"Bearer {token}"}, timeout=10) as http:
+        while time.monotonic() < deadline:
+            relocks = {d: _relock(http, d) for d in doors}
+            seen = all(sink.of("lock.unlocked_without_command", d) and sink.of("lock.left_unlocked", d) for d in doors)
+            if seen and all(relocks.values()):
+                break
+            time.sleep(0.25)
+    table = Table(title="lock watch: notifications received by a local NOTIFY_WEBHOOK_URL")
+    for column in ("notification", "device", "details"):
+        table.add_column(column)
+    for device in doors:
+        for p in sink.of("lock.unlocked_without_command", device):
+            d = p["data"]
+            who = ", ".join(f"{k} {d[k]}" for k in ("method", "access_code_id", "user_identity_id") if d.get(k))
+            table.add_row("[yellow]lock.unlocked_without_command[/]", device, who)
+        for p in sink.of("lock.left_unlocked", device):
+            table.add_row("[magenta]lock.left_unlocked[/]", device, f"unlocked for {p['data'].get('unlocked_for_s')} s")
+        relock = relocks.get(device)
+        if relock:
+            detail = f"lock command via {relock['via']}: {relock['status']}"
+            if relock.get("error_code"):
+                detail += f" ({relock['error_code']})"
+            table.add_row("[green]auto-relock[/]", device, detail)
+    console.print(table)
+    missing = [d for d in doors if not (sink.of("lock.unlocked_without_command", d) and sink.of("lock.left_unlocked", d)
+                                       and relocks.get(d))]
+    if missing:
+        console.print(f"[red]lock watch incomplete for {', '.join(missing)} within {WATCH_TIMEOUT_S} s[/]")
+    return not missing
+
+
 def run(count: int = 12, work_dir: Path | None = None) -> int:
     """Run the demo; 0 when every command left `pending` (resolved), 1 otherwise."""
     from rich.console import Console
@@ -150,6 +260,7 @@ def run(count: int = 12, work_dir: Path | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     (work / "logs").mkdir(parents=True)
     redis = EmbeddedRedis(work / "redis")
+    sink = NotificationSink()
     children: list[Child] = []
     try:
         console.print("starting an embedded Redis, web, worker and the device-cloud simulator ...")
@@ -161,6 +272,9 @@ def run(count: int = 12, work_dir: Path | None = None) -> int:
                if not k.startswith(("LOCKHOOK_", "SEAM_", "DEVICE_CLOUD_", "NOTIFY_", "SLACK_", "RECORD_"))}
         env.update(REDIS_URL=redis.url, PORT=str(web_port), SEAM_WEBHOOK_SECRET=secret,
                    DEVICE_CLOUD_WEBHOOK_SECRET=secret, LOCKHOOK_API_TOKEN=token, DEVICE_CLOUD_URL=sim,
+                   NOTIFY_WEBHOOK_URL=sink.url, NOTIFY_WEBHOOK_SECRET=new_webhook_secret(),
+                   NOTIFY_ALLOWED_HOSTS="127.0.0.1", LEFT_UNLOCKED_AFTER_S=str(LEFT_UNLOCKED_AFTER_S),
+                   AUTO_RELOCK_AFTER_S=str(AUTO_RELOCK_AFTER_S),
                    LOG_FORMAT="json", PYTHONUNBUFFERED="1",
                    PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
         procfile = procfile_path()
@@ -180,8 +294,10 @@ def run(count: int = 12, work_dir: Path | None = None) -> int:
             results = list(pool.map(lambda p: issue_and_wait(base, token, *p), plan(count)))
         render(results, time.monotonic() - started, console)
         unresolved = [c for c in results if c.get("status") not in ("succeeded", "failed", "rejected", "timed_out")]
-        return 1 if unresolved else 0
+        watched = watch_phase(base, token, secret, sink, console)
+        return 1 if unresolved or not watched else 0
     finally:
         for child in reversed(children):
             child.stop()
         redis.stop()
+        sink.close()

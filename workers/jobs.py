@@ -26,6 +26,13 @@ def expire_command(command_id: str) -> str:
     return expire(_connection(), command_id)
 
 
+def check_unlocked_lock(check: str, device_id: str, period: str) -> str:
+    """Scheduled when a lock unlocked: a door left unlocked (`lock.left_unlocked`) or an auto-relock command."""
+    from workers.lock_watch import check_lock
+
+    return check_lock(_connection(), get_settings(), check, device_id, period)
+
+
 def poll_seam_command(command_id: str) -> str:
     """Scheduled after SEAM_POLL_AFTER_S for a Seam command still pending."""
     from workers.issuing import poll_seam_command as poll

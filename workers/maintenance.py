@@ -11,6 +11,7 @@ from lockhook.processing.apply import Rules
 from lockhook.streams import oldest_unread_ms, trim_finished
 from workers.deadlines import sweep
 from workers.drain import reclaim_inbox
+from workers.lock_watch import sweep as sweep_lock_watch
 from workers.reconcile import maybe_reconcile
 
 log = logging.getLogger("lockhook.maintenance")
@@ -28,6 +29,7 @@ def maintain(client, inbox_retention_s: int | None = None, rules: Rules = Rules(
         report["trimmed"] = trim_finished(client, keys.INBOX, keys.INBOX_GROUP, cutoff)
         report["trimmed"] += client.xtrim(keys.QUARANTINE, minid=f"{cutoff}-0", approximate=False)
     report["drain"] = _restart_stranded_drain(client)
+    report["lock_watch"] = sweep_lock_watch(client)  # left-unlocked / auto-relock checks whose job was missed
     return report
 
 

@@ -90,6 +90,32 @@ def stored_json(raw: str | None, command_id: str = "") -> Any:
     return json.loads(scrub(rendered)) if has_lone_surrogate(rendered) else value
 
 
+class ResolvedVia(StrEnum):
+    """What confirmed (or refused) a command: its webhook, polling Seam, the issuer's own answer, or an event
+    found later in Seam's event list."""
+
+    WEBHOOK = "webhook"
+    POLL = "poll"
+    ISSUER = "issuer"
+    RECONCILE = "reconcile"
+
+
+def resolution(resolved_by: str | None, resolved_via: str | None) -> tuple[str | None, ResolvedVia | None]:
+    """(resolved_by, resolved_via) as the API shows them, also for commands stored before `resolved_via`
+    existed, whose `resolved_by` was "event:<id>" or "delivery:<endpoint>:<id>"."""
+    by = resolved_by or None
+    if by and by.startswith("event:"):
+        by, resolved_via = by.removeprefix("event:"), resolved_via or ResolvedVia.WEBHOOK
+    elif by and by.startswith("delivery:"):
+        by, resolved_via = by.split(":", 2)[-1], resolved_via or ResolvedVia.WEBHOOK
+    elif by in (ResolvedVia.POLL, ResolvedVia.ISSUER) and not resolved_via:
+        resolved_via = by
+    try:
+        return by, ResolvedVia(resolved_via) if resolved_via else None
+    except ValueError:
+        return by, None
+
+
 class Command(BaseModel):
     """A lock/unlock command as the API shows it."""
 
@@ -109,6 +135,7 @@ class Command(BaseModel):
     deadline_at: str
     resolved_at: str | None = None
     resolved_by: str | None = None
+    resolved_via: ResolvedVia | None = None
     late: bool = False
     metadata: dict[str, Any] | None = None
     callback_url: str | None = None
@@ -136,11 +163,13 @@ class Command(BaseModel):
     @classmethod
     def from_hash(cls, raw: dict) -> Command:
         h = text_hash(raw)
+        resolved_by, resolved_via = resolution(h.get("resolved_by"), h.get("resolved_via"))
         command = cls(
             command_id=h["command_id"], device_id=h["device_id"], action=h["action"], via=h["via"],
             status=h["status"],
             **{k: h.get(k) or None for k in (*ID_KINDS, "error_code", "error_message", "performed_via",
-                                              "method", "resolved_by", "callback_url")},
+                                              "method", "callback_url")},
+            resolved_by=resolved_by, resolved_via=resolved_via,
             created_at=iso(h["created_at"]), deadline_at=iso(h["deadline_at"]),
             resolved_at=iso(h.get("resolved_at")), late=h.get("late") == "1",
             metadata=stored_json(h.get("metadata"), h["command_id"]),
@@ -181,7 +210,7 @@ class CommandStore:
             "idempotency_key": idempotency_key, "request_fingerprint": request_fingerprint,
         }
         if status != CommandStatus.PENDING:
-            fields.update(resolved_at=created, resolved_by="issuer")
+            fields.update(resolved_at=created, resolved_by="issuer", resolved_via=ResolvedVia.ISSUER.value)
         body = json.dumps({k: str(v) for k, v in fields.items() if v not in (None, "")})
         kind, command_id, _ = self.scripts.register(
             args=Scripts.args(created, body, idempotency_key or ""))
@@ -211,10 +240,15 @@ class CommandStore:
         return self._transition("reject", command_id, error_code, message)
 
     def record_result(self, command_id: str, succeeded: bool, error_code: str | None = None,
-                      message: str | None = None, resolved_by: str = "poll") -> str:
-        """Resolve from a source other than an event (e.g. polling Seam); loses cleanly to a webhook."""
+                      message: str | None = None, resolved_by: str = "poll", resolved_via: str | None = None) -> str:
+        """Resolve from a source other than an event (e.g. polling Seam); loses cleanly to a webhook.
+
+        `resolved_via` defaults to `resolved_by` when that is `poll` or `issuer`.
+        """
         status = CommandStatus.SUCCEEDED if succeeded else CommandStatus.FAILED
-        return self._transition("result", command_id, status.value, error_code or "", message or "", resolved_by)
+        via = resolved_via or (resolved_by if resolved_by in (ResolvedVia.POLL, ResolvedVia.ISSUER) else "")
+        return self._transition("result", command_id, status.value, error_code or "", message or "", resolved_by,
+                                via)
 
     def discard(self, command_id: str) -> None:
         """Forget a pending command that was never issued (the issuer could not be reached)."""

@@ -1,5 +1,6 @@
 -- Process one parsed event exactly once: event log, lock state, correlation, resolution, outbox.
--- ARGV: now_ms, event_json (a lockhook.processing.events.NormalizedEvent), device_retention_s
+-- ARGV: now_ms, event_json (a lockhook.processing.events.NormalizedEvent), device_retention_s,
+--       access_denied_alert_count, left_unlocked_after_ms, auto_relock_after_ms
 local ev = cjson.decode(ARGV[2])
 local device_ttl = tonumber(ARGV[3]) or D.DEVICE_RETENTION_S
 local denials_alert = tonumber(ARGV[4]) or D.ACCESS_DENIED_ALERT_COUNT
@@ -107,6 +108,23 @@ if ev.type == 'lock.access_denied' and device then
     redis.call('XADD', K.OUTBOX, '*', 'type', 'lock.access_denied_repeatedly', 'device_id', device,
                'event', ev.key, 'count', redis.call('ZCARD', denials), 'at', NOW)
   end
+end
+
+-- lock watch and device health (helpers in common.lua)
+if device then
+  if result.lock_changed then
+    result.watch = watch_transition(device, ev.lock_state == 'locked' and '1' or '0', ev,
+                                    {left_unlocked = tonumber(ARGV[5]) or 0, auto_relock = tonumber(ARGV[6]) or 0})
+    if next(result.watch) then keep_event_record(ev) end
+  end
+  if result.lock == 'applied' and ev.lock_state == 'unlocked'
+      and not unlock_explained(ev, device, cid, result.parked) then
+    ev.summary.unlocked_without_command = true
+    watch_outcome('lock.unlocked_without_command', device, ev)
+    result.unlocked_without_command = true
+  end
+  if ev.health then result.health = apply_health(ev, device) end
+  result.device_id = device
 end
 
 -- logs for the API and dashboard

@@ -31,6 +31,23 @@ local function observe_latency(via, created)
   redis.call('HINCRBY', h, via .. ':count', 1)
 end
 
+-- What a confirmed command records as `resolved_by`: the bare event id, else the delivery id. Events parked
+-- by an older release carry only their key ("event:<id>", "delivery:<endpoint>:<id>"), which reads bare.
+local function event_ref(ev)
+  return ev.ref or ev.key
+end
+
+-- The issuer (seam | device_cloud) that last confirmed a command for its device, kept on the lock state:
+-- an auto-relock goes through it.
+local function remember_issuer(cid)
+  local c = redis.call('HMGET', K.command(cid), 'device_id', 'via')
+  if c[1] and (c[2] == 'seam' or c[2] == 'device_cloud') then
+    local lk = K.lock_state(c[1])
+    redis.call('HSET', lk, 'issuer', c[2])
+    if redis.call('TTL', lk) == -1 then redis.call('EXPIRE', lk, D.DEVICE_RETENTION_S) end  -- no event kept it
+  end
+end
+
 -- Move a command out of pending (or out of timed_out, marking it late). Exactly one caller wins.
 -- fields: table of extra hash fields (error_code, performed_via, ...). Returns the outcome type or nil.
 local function resolve(cid, status, fields, resolved_by)
@@ -90,9 +107,11 @@ local function apply_result(cid, ev)
   end
   local status = ev.success and 'succeeded' or 'failed'
   local fields = {error_code = ev.error_code, error_message = ev.error_message,
-                  performed_via = ev.performed_via, method = ev.method}
+                  performed_via = ev.performed_via, method = ev.method, resolved_via = ev.source or 'webhook'}
   timeline(cid, {kind = 'event', event = ev.key, event_type = ev.type})
-  return resolve(cid, status, fields, ev.key), nil
+  local outcome = resolve(cid, status, fields, event_ref(ev))
+  if outcome then remember_issuer(cid) end
+  return outcome, nil
 end
 
 -- Events parked under their ids before the command (or its ids) existed: resolve from them now.
@@ -109,4 +128,70 @@ local function unpark(cid, kind, value)
     outcome = outcome or o
   end
   return outcome
+end
+
+-- Lock watch: unlocks no command explains, doors left unlocked, auto-relock; device health.
+
+-- Keep an event's log entry for the payload of an outcome it causes (now or when a watch check fires).
+local function keep_event_record(ev)
+  redis.call('SET', K.event_record(ev.key), cjson.encode(ev.summary), 'EX', D.EVENT_RECORD_TTL_S)
+end
+
+-- An outcome about a device that an event caused, with the event's entry kept for its payload.
+local function watch_outcome(kind, device, ev)
+  keep_event_record(ev)
+  redis.call('XADD', K.OUTBOX, '*', 'type', kind, 'device_id', device, 'event', ev.key, 'at', NOW)
+end
+
+-- An applied unlock is explained by the command it matched (an unlock), or, when it may be a remote
+-- action whose command it could not match (id-less, or parked until its command's ids attach), by an unlock
+-- command for the device created inside the correlation window that is pending, succeeded or timed out.
+local function unlock_explained(ev, device, cid, parked)
+  if cid then return redis.call('HGET', K.command(cid), 'action') == 'unlock' end
+  if not (ev.match_by_device_window or parked) then return false end
+  local at = tonumber(ev.occurred)
+  local near = redis.call('ZRANGEBYSCORE', K.device_commands(device),
+                          string.format('%.0f', at - D.CORRELATION_WINDOW_MS),
+                          string.format('%.0f', at + D.CORRELATION_CLOCK_SKEW_MS), 'LIMIT', 0, D.UNLOCK_EXPLAIN_SCAN)
+  for _, other in ipairs(near) do
+    local c = redis.call('HMGET', K.command(other), 'action', 'status')
+    if c[1] == 'unlock' and (c[2] == 'pending' or c[2] == 'succeeded' or c[2] == 'timed_out') then return true end
+  end
+  return false
+end
+
+-- A lock that just changed state: an unlock starts an unlocked period (one due check per enabled
+-- watch, keyed by the unlocking event), a lock ends it. Returns {check = due_ms} for the checks it set.
+local function watch_transition(device, locked, ev, checks)
+  local lk = K.lock_state(device)
+  local due = {}
+  if locked == '1' then
+    redis.call('HDEL', lk, 'unlocked_since', 'unlocked_event')
+    for check, _ in pairs(checks) do redis.call('ZREM', K.LOCK_WATCH, check .. ':' .. device) end
+    return due
+  end
+  redis.call('HSET', lk, 'unlocked_since', ev.occurred, 'unlocked_event', ev.key)
+  for check, after_ms in pairs(checks) do
+    if after_ms > 0 then
+      due[check] = tonumber(ev.occurred) + after_ms
+      redis.call('ZADD', K.LOCK_WATCH, string.format('%.0f', due[check]), check .. ':' .. device)
+    end
+  end
+  return due
+end
+
+-- Seam's device.connected / disconnected / low_battery / battery_status_changed: `online` and battery on
+-- the lock state (an older event than the one applied is logged, not applied), and an outcome of its type.
+local function apply_health(ev, device)
+  local lk = K.lock_state(device)
+  local stored = redis.call('HGET', lk, 'health_at')
+  if stored and tonumber(stored) > tonumber(ev.occurred) then
+    ev.summary.health = 'stale'
+    return 'stale'
+  end
+  redis.call('HSET', lk, 'device_id', device, 'health_at', ev.occurred)
+  for name, value in pairs(ev.health) do redis.call('HSET', lk, name, value) end
+  ev.summary.health = 'applied'
+  watch_outcome(ev.type, device, ev)
+  return 'applied'
 end

@@ -3,7 +3,7 @@
 --   attach  ids_json                 attach action_id / action_attempt_id / custom_id; resolve from parked
 --   expire                           pending past its deadline -> timed_out
 --   reject  error_code, message      pending -> rejected (the issuer refused synchronously)
---   result  status, error_code, message, resolved_by   pending -> succeeded|failed (e.g. from polling)
+--   result  status, error_code, message, resolved_by, resolved_via   pending -> succeeded|failed (e.g. polling)
 --   discard                          forget a pending command that was never issued (network failure)
 local op, cid = ARGV[2], ARGV[3]
 local key = K.command(cid)
@@ -30,10 +30,14 @@ elseif op == 'expire' then
   end
   return {'noop', ''}
 elseif op == 'reject' then
-  return {'ok', resolve(cid, 'rejected', {error_code = ARGV[4], error_message = ARGV[5]}, 'issuer') or ''}
+  return {'ok', resolve(cid, 'rejected', {error_code = ARGV[4], error_message = ARGV[5], resolved_via = 'issuer'},
+                        'issuer') or ''}
 elseif op == 'result' then
   timeline(cid, {kind = 'polled', status = ARGV[4]})
-  return {'ok', resolve(cid, ARGV[4], {error_code = ARGV[5], error_message = ARGV[6]}, ARGV[7]) or ''}
+  local outcome = resolve(cid, ARGV[4], {error_code = ARGV[5], error_message = ARGV[6], resolved_via = ARGV[8]},
+                          ARGV[7])
+  if outcome then remember_issuer(cid) end
+  return {'ok', outcome or ''}
 elseif op == 'discard' then
   if cur[1] ~= 'pending' then return {'noop', ''} end
   for _, kind in ipairs({'custom_id', 'action_id', 'action_attempt_id'}) do

@@ -11,15 +11,12 @@ from dataclasses import dataclass
 from lockhook import defaults, keys
 from lockhook.ingest.bodies import parse_event_body
 from lockhook.ingest.reconcile import SOURCE_HEADER
-from lockhook.processing.events import NormalizedEvent, normalize, parse_event
+from lockhook.processing.events import SOURCE_RECONCILE, SOURCE_WEBHOOK, NormalizedEvent, normalize, parse_event
+from lockhook.processing.lock_watch import LockWatch, schedule_checks
 from lockhook.redis_client import text_hash
 from lockhook.scripts import Scripts
 
 log = logging.getLogger("lockhook.processing")
-
-RECONCILE_MARK = f'"{SOURCE_HEADER}":"reconcile"'
-"""How a reconciled delivery's stored headers (compact JSON) say so."""
-
 
 def prepare(fields: dict) -> tuple[NormalizedEvent | None, str | None]:
     """The normalized event for one inbox entry, or (None, reason) when it cannot be an event."""
@@ -32,9 +29,23 @@ def prepare(fields: dict) -> tuple[NormalizedEvent | None, str | None]:
         return None, "not an event (not a JSON object with a string event_type)"
     event, problem = parse_event(data)
     # a reconciled event is Seam's JSON re-serialised: its bytes differ from the webhook's, its content not
-    digest = None if RECONCILE_MARK in f.get("headers", "") else hashlib.sha256(body).hexdigest()[:24]
-    n = normalize(event, f.get("endpoint", "seam"), f.get("delivery_id", ""), received, problem, digest)
+    source = _source(f)
+    digest = None if source == SOURCE_RECONCILE else hashlib.sha256(body).hexdigest()[:24]
+    n = normalize(event, f.get("endpoint", "seam"), f.get("delivery_id", ""), received, problem, digest,
+                  source=source)
     return n, problem
+
+
+def _source(fields: dict) -> str:
+    """`reconcile` for an entry whose stored headers say `lockhook-source: reconcile`, else `webhook`."""
+    try:
+        headers = json.loads(fields.get("headers") or "{}")
+    except ValueError:
+        return SOURCE_WEBHOOK
+    if not isinstance(headers, dict):
+        return SOURCE_WEBHOOK
+    value = next((v for k, v in headers.items() if str(k).lower() == SOURCE_HEADER), None)
+    return SOURCE_RECONCILE if value == SOURCE_RECONCILE else SOURCE_WEBHOOK
 
 
 @dataclass(frozen=True)
@@ -43,10 +54,12 @@ class Rules:
 
     device_retention_s: int = defaults.DEVICE_RETENTION_S
     access_denied_alert_count: int = defaults.ACCESS_DENIED_ALERT_COUNT
+    watch: LockWatch = LockWatch()
+    """LEFT_UNLOCKED_AFTER_S / AUTO_RELOCK_AFTER_S: the checks an unlock sets (off unless configured)."""
 
     @classmethod
     def from_settings(cls, settings) -> Rules:
-        return cls(settings.device_retention_s, settings.access_denied_alert_count)
+        return cls(settings.device_retention_s, settings.access_denied_alert_count, LockWatch.from_settings(settings))
 
 
 def apply_entries(client, entries: list[tuple[bytes, dict]], rules: Rules = Rules()) -> list[bytes]:
@@ -78,7 +91,8 @@ def apply_entries(client, entries: list[tuple[bytes, dict]], rules: Rules = Rule
         if problem:
             log.warning("event kept as generic: %s", problem, extra={"event_id": n.key, "event_type": n.type})
         scripts.apply_event(args=Scripts.args(now, payload, rules.device_retention_s,
-                                              rules.access_denied_alert_count), client=pipe)
+                                              rules.access_denied_alert_count, *rules.watch.script_args()),
+                            client=pipe)
         applied.append((stream_id, fields, n))
     if applied:
         results = pipe.execute(raise_on_error=False)
@@ -91,7 +105,9 @@ def apply_entries(client, entries: list[tuple[bytes, dict]], rules: Rules = Rule
                     done.append(stream_id)
                 continue  # left pending: tried again when reclaimed
             done.append(stream_id)
-            _log_result(n, json.loads(result))
+            outcome = json.loads(result)
+            _log_result(n, outcome)
+            schedule_checks(client, outcome, n.key)
     return done
 
 
@@ -124,4 +140,6 @@ def _log_result(n: NormalizedEvent, result: dict) -> None:
         log.warning("anomaly: %s", result["anomaly"].get("kind"), extra=extra)
     if result.get("parked"):
         log.info("event parked until its command registers", extra=extra)
+    if result.get("unlocked_without_command"):
+        log.warning("unlock without a command", extra=extra)
     log.info("event applied", extra=extra)

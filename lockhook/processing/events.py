@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, get_args, get_type_hints
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from lockhook import defaults
+from lockhook.processing.event_log import own_fields
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -115,6 +116,17 @@ class LockActionCompleted(BaseEvent):
     timestamp: Timestamp | None = None
 
 
+HEALTH_TYPES = ("device.connected", "device.disconnected", "device.low_battery", "device.battery_status_changed")
+
+
+class DeviceHealthEvent(BaseEvent):
+    """Seam: a device came online or went offline, or its battery changed (level 0-1, status low/good/...)."""
+
+    event_type: Literal[HEALTH_TYPES]  # type: ignore[valid-type]
+    battery_level: float | None = None
+    battery_status: str | None = None
+
+
 class GenericEvent(BaseEvent):
     """Any other event type (Seam has ~100): stored and counted, never an error."""
 
@@ -125,7 +137,14 @@ MODELS: dict[str, type[BaseEvent]] = {
     "lock.access_denied": LockAccessDenied,
     "lock.action_completed": LockActionCompleted,
     **{name: ActionAttemptEvent for name in ACTION_ATTEMPT_TYPES},
+    **{name: DeviceHealthEvent for name in HEALTH_TYPES},
 }
+
+SOURCE_WEBHOOK = "webhook"
+SOURCE_RECONCILE = "reconcile"
+SOURCES = (SOURCE_WEBHOOK, SOURCE_RECONCILE)
+"""Where an event came from: a delivered webhook, or Seam's event list (an inbox entry with
+`lockhook-source: reconcile` among its stored headers)."""
 
 # lock events without ids whose method may be a remote command (correlation rule 4)
 REMOTE_METHODS = {None, "", "remote", "seamapi", "unknown"}
@@ -165,9 +184,13 @@ def _text(event: BaseEvent, name: str) -> str | None:
 
 
 class EventSummary(BaseModel):
-    """What the event logs (per device and recent) show of an event; the script adds command_id, lock, parked."""
+    """What the event logs (per device and recent) show of an event; the script adds command_id, lock, parked.
 
-    model_config = ConfigDict(extra="forbid")
+    Beside these, the event's own fields (attribution: `method` / `performed_via`, `access_code_id`,
+    `user_identity_id`, `acs_*`, and any other) are kept as extra fields, capped by `event_log.own_fields`.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     event: str
     event_type: str
@@ -223,6 +246,12 @@ class NormalizedEvent(BaseModel):
     error_message: str | None = None
     access_code_id: str | None = None
     """The keypad code a `lock.access_denied` names (sent on with its notification)."""
+    ref: str | None = None
+    """What a command it confirms records as `resolved_by`: the bare event id, else the delivery id."""
+    source: Literal["webhook", "reconcile"] = SOURCE_WEBHOOK
+    """How it arrived, a confirmed command's `resolved_via`: delivered, or read from Seam's event list."""
+    health: dict[str, str] | None = None
+    """Lock-state fields a device health event sets (`online`, `battery_level`, `battery_status`)."""
     summary: EventSummary
 
     def payload(self) -> str:
@@ -230,9 +259,27 @@ class NormalizedEvent(BaseModel):
         return self.model_dump_json(exclude_none=True)
 
 
+def _health(event: DeviceHealthEvent) -> dict[str, str]:
+    """Lock-state fields a health event sets: `online` ("1"/"0"), `battery_level`, `battery_status`."""
+    health: dict[str, str] = {}
+    if event.event_type == "device.connected":
+        health["online"] = "1"
+    elif event.event_type == "device.disconnected":
+        health["online"] = "0"
+    if event.battery_level is not None:
+        health["battery_level"] = repr(round(float(event.battery_level), 4))
+    if event.battery_status:
+        health["battery_status"] = event.battery_status
+    elif event.event_type == "device.low_battery":
+        health["battery_status"] = "low"
+    return health
+
+
 def normalize(event: BaseEvent, endpoint: str, delivery_id: str, received_ms: int,
-              problem: str | None = None, digest: str | None = None) -> NormalizedEvent:
-    """The form the `apply_event` script works on; `problem` says why a known type fell back to generic."""
+              problem: str | None = None, digest: str | None = None,
+              source: str = SOURCE_WEBHOOK) -> NormalizedEvent:
+    """The form the `apply_event` script works on; `problem` says why a known type fell back to generic,
+    `source` how it arrived (webhook, or reconcile for an event read from Seam's event list)."""
     occurred = str(_ms(event.occurred_at) or _ms(getattr(event, "timestamp", None)) or _ms(event.created_at)
                    or received_ms)
     n: dict[str, Any] = {}
@@ -263,15 +310,19 @@ def normalize(event: BaseEvent, endpoint: str, delivery_id: str, received_ms: in
             n.update(error_code=event.error_code or "unknown_error", error_message=event.message)
     elif isinstance(event, LockAccessDenied):
         n["access_code_id"] = _text(event, "access_code_id")
+    elif isinstance(event, DeviceHealthEvent):
+        n["health"] = _health(event)
     key = event_key(event, endpoint, delivery_id)
     summary = EventSummary(
         event=key, event_type=event.event_type, device_id=event.device_id, occurred_at=occurred,
         received_at=str(received_ms), delivery_id=delivery_id or None, endpoint=endpoint,
         method=_text(event, "method"), performed_via=_text(event, "performed_via"), status=_text(event, "status"),
         error_code=n.get("error_code"), problem=problem)
+    summary = EventSummary.model_validate(own_fields(event, summary.model_dump(exclude_none=True)))
     return NormalizedEvent(key=key, endpoint=endpoint, digest=digest, type=event.event_type,
                            stats_type=event.event_type if event.event_type in known_event_types() else "other",
-                           device_id=event.device_id, occurred=occurred, summary=summary, **n)
+                           device_id=event.device_id, occurred=occurred, ref=event.event_id or delivery_id or None,
+                           source=source if source in SOURCES else SOURCE_WEBHOOK, summary=summary, **n)
 
 
 @cache

@@ -11,18 +11,19 @@ from lockhook.scripts import Scripts
 
 
 def lock_state(client, device_id: str) -> dict | None:
-    """`locked` (bool or None), `occurred_at`, `method` / `performed_via`, `source_event`; None if unseen."""
+    """`locked` (bool or None), `occurred_at`, `method` / `performed_via`, `source_event`, `online`, `battery`;
+    None if unseen."""
     return parse_lock_state(device_id, client.hgetall(keys.lock_state(device_id)))
 
 
 def parse_lock_state(device_id: str, raw: dict) -> dict | None:
     """A device's lock-state hash (HGETALL) as `lock_state` returns it."""
     h = text_hash(raw)
-    if not h:
+    if set(h) <= {"issuer"}:  # no event said anything about it yet (a failed command may have named its issuer)
         return None
     return {
         "device_id": device_id,
-        "locked": None if h.get("locked") in (None, "") else h["locked"] == "1",
+        "locked": _flag(h.get("locked")),
         "occurred_at": iso(h.get("occurred_at")),
         "method": h.get("method"),
         "performed_via": h.get("performed_via"),
@@ -31,6 +32,7 @@ def parse_lock_state(device_id: str, raw: dict) -> dict | None:
         "updated_at": iso(h.get("updated_at")),
         "source": h.get("source") or ("event" if h.get("source_event") else None),
         "read_at": iso(h.get("read_at")),
+        **_watch_fields(h),
     }
 
 
@@ -40,6 +42,22 @@ def record_reading(client, device_id: str, locked: bool, read_ms: int, device_re
     result = Scripts(client).lock_reading(args=Scripts.args(now_ms(), device_id, "1" if locked else "0", read_ms,
                                                             device_retention_s, f"seam_api@{read_ms}"))
     return result.decode() if isinstance(result, bytes) else result
+
+
+def _flag(value: str | None) -> bool | None:
+    return None if value in (None, "") else value == "1"
+
+
+def _watch_fields(h: dict) -> dict:
+    """Device health (`online`, `battery`), since when it is unlocked, and the issuer an auto-relock would use."""
+    try:
+        level = float(h["battery_level"]) if h.get("battery_level") else None
+    except ValueError:
+        level = None
+    battery = {"level": level, "status": h.get("battery_status")} if level is not None or h.get("battery_status") \
+        else None
+    return {"online": _flag(h.get("online")), "battery": battery, "health_at": iso(h.get("health_at")),
+            "unlocked_since": iso(h.get("unlocked_since")), "issuer": h.get("issuer")}
 
 
 def _event_line(raw: bytes | str) -> dict:

@@ -1,4 +1,4 @@
-"""`lockhook demo` end to end: every command through POST /commands resolves, in well under a minute."""
+"""`lockhook demo` end to end: every command through POST /commands resolves, the lock watch shows, within a minute."""
 
 from __future__ import annotations
 
@@ -24,4 +24,8 @@ def test_demo_resolves_every_command(settings, tmp_path):
     assert all(re.search(r"\b(succeeded|failed|rejected)\b", row) for row in rows), out
     assert sum("DEVICE_OFFLINE" in row for row in rows) == 2  # the offline lock, twice
     assert re.search(r"totals: 8 commands: .*confirmation median \d+ ms", out)
+    # the lock watch: an unlock nobody commanded (with its access code), a door left unlocked, an auto-relock
+    assert re.search(r"lock.unlocked_without_command .*front_door .*access_code_id ac_guest_1042", out), out
+    assert re.search(r"lock.left_unlocked .*back_door .*unlocked for \d+ s", out), out
+    assert re.search(r"auto-relock .*back_door .*lock command via device_cloud: (succeeded|failed)", out), out
     assert elapsed < 60

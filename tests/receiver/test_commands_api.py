@@ -215,7 +215,7 @@ def test_seam_confirms_by_webhook(api, r):
     assert api.post("/webhooks/seam", content=body, headers=signed(body, "msg_aa1")).status_code == 202
     drain(r)
     done = api.get(f"/commands/{command['command_id']}", headers=AUTH).json()
-    assert done["status"] == "succeeded" and done["resolved_by"] == "event:evt_aa1"
+    assert done["status"] == "succeeded" and (done["resolved_by"], done["resolved_via"]) == ("evt_aa1", "webhook")
 
 
 def test_a_webhook_that_beats_the_api_response_resolves_the_command_at_once(api, fake_seam, r):
@@ -230,7 +230,7 @@ def test_a_webhook_that_beats_the_api_response_resolves_the_command_at_once(api,
     assert resp.status_code == 201
     command = resp.json()
     assert command["action_attempt_id"] == upcoming
-    assert (command["status"], command["resolved_by"]) == ("succeeded", "event:evt_early")
+    assert (command["status"], command["resolved_by"]) == ("succeeded", "evt_early")
 
 
 def test_seam_refusal_makes_the_command_rejected(api):
@@ -470,7 +470,7 @@ def test_live_seam_command_resolves_by_webhook_and_wakes_the_wait(
         assert httpx.post(base + "/webhooks/seam", content=body,
                           headers=signed(body, f"msg_live_{n}")).status_code == 202
         waiter.join(30)
-        assert waiter.answer["status"] == "succeeded" and waiter.answer["resolved_by"] == f"event:evt_live_{n}"
+        assert waiter.answer["status"] == "succeeded" and waiter.answer["resolved_by"] == f"evt_live_{n}"
         assert waiter.woken(), (waiter.sent, waiter.returned)
         lags.append(waiter.lag_ms())
     print(f"wait answered {max(lags):.1f} ms (max of {len(lags)}) after resolution")

@@ -135,14 +135,15 @@ def test_resolved_command_notifies_every_target_once_signed_and_verifiable(start
                                                            + [f"callback:127.0.0.1:{port}", "slack"])
     assert all(e["result"] == "delivered" for e in timeline)
 
-    # a keypad unlock is a lock.state_changed with its method
+    # a keypad unlock is a lock.state_changed with its method (and, commanded by nobody, an unlock without command)
     lock_event = {"event_id": "evt_" + uuid.uuid4().hex, "event_type": "lock.unlocked", "workspace_id": "ws",
                   "created_at": iso_now(), "occurred_at": iso_now(), "device_id": "dev_side", "method": "keycode"}
     lock_body = json.dumps(lock_event).encode()
     assert httpx.post(f"{base}/webhooks/seam", content=lock_body, headers=signed(lock_body, "msg_3")).status_code == 202
-    wait_for(lambda: len(receiver.at("/a")) == 2 and len(receiver.at("/b")) == 2, timeout=15)
-    payload = verified(receiver.at("/a")[1])
-    assert payload["type"] == "lock.state_changed"
+    wait_for(lambda: len(receiver.at("/a")) == 3 and len(receiver.at("/b")) == 3, timeout=15)
+    by_type = {p["type"]: p for p in map(verified, receiver.at("/a")[1:])}
+    assert set(by_type) == {"lock.state_changed", "lock.unlocked_without_command"}
+    payload = by_type["lock.state_changed"]
     assert payload["data"]["device_id"] == "dev_side" and payload["data"]["locked"] is False
     assert payload["data"]["method"] == "keycode"
 

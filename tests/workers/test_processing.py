@@ -68,10 +68,11 @@ def completed(action="unlock", status="success", **extra):
 
 def test_rule1_action_completed_by_action_id(h):
     cmd, _ = h.store.register("lock_1", "unlock", "device_cloud", custom_id="req_1", action_id="act_1")
-    h.run(completed(action_id="act_1", custom_id="other", performed_via="pin_code"), endpoint="device-cloud")
+    h.run(completed(action_id="act_1", custom_id="other", performed_via="pin_code"), endpoint="device-cloud",
+          delivery_id="msg_rule1")
     got = h.store.get(cmd.command_id)
     assert got.status == "succeeded" and got.performed_via == "pin_code" and not got.late
-    assert got.resolved_by.startswith("delivery:device-cloud:")
+    assert (got.resolved_by, got.resolved_via) == ("msg_rule1", "webhook")
     assert h.outbox_types().count("command.succeeded") == 1
 
 
