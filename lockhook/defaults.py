@@ -30,6 +30,9 @@ ACCESS_DENIED_ALERT_COUNT = 3
 ACCESS_DENIED_WINDOW_MS = 10 * 60 * 1000
 """The window those denials are counted in; one `lock.access_denied_repeatedly` per lock per window."""
 
+SEAM_READ_TIMEOUT_S = 3.0
+"""Seam's `locks.get` before a left-unlocked alarm or an auto-relock waits at most this (then events decide)."""
+
 INBOX_MAX_FAILURES = 5
 """An inbox entry whose processing fails this many times moves to the dead-letter stream: the inbox drains."""
 

@@ -16,7 +16,9 @@ from lockhook.clock import now_ms
 from lockhook.commands import issuing
 from lockhook.commands.store import Command, CommandStore, Via
 from lockhook.errors import LockhookError
-from lockhook.processing.lock_watch import CHECKS, LockWatch, drop, due_checks, fire
+from lockhook.processing.lock_watch import CHECKS, LockWatch, drop, due_checks, fire, member
+from lockhook.processing.locks import record_reading
+from lockhook.redis_client import text
 from lockhook.settings import Settings, get_settings
 
 log = logging.getLogger("lockhook.lock_watch")
@@ -40,6 +42,8 @@ def check_lock(client, settings: Settings, check: str, device_id: str, period: s
     if not LockWatch.from_settings(settings).enabled(check):
         drop(client, check, device_id)
         return "off"
+    if seam_says_locked(client, settings, check, device_id):
+        return "seam_says_locked"
     status, value = fire(client, check, device_id, period)
     if status == "early":  # the scheduler ran ahead of our clock: try again at the due time
         jobs.schedule_lock_check(client, check, device_id, period, int(value))
@@ -51,6 +55,25 @@ def check_lock(client, settings: Settings, check: str, device_id: str, period: s
     elif status == "relock":
         return auto_relock(client, settings, device_id, value, period)
     return status
+
+
+def seam_says_locked(client, settings: Settings, check: str, device_id: str) -> bool:
+    """Ask Seam before an alarm or a relock of a Seam lock: locks that re-lock themselves often send no
+    `lock.locked`. If Seam says locked, the stored state is corrected (source `seam_api`), which makes the
+    check a no-op; if Seam does not know the lock or does not answer in time, the events decide."""
+    due = client.zscore(keys.LOCK_WATCH, member(check, device_id))
+    if settings.seam_api_key is None or due is None or due > now_ms():
+        return False
+    endpoint, issuer, locked = (text(v) if v is not None else None for v in
+                                client.hmget(keys.lock_state(device_id), "endpoint", "issuer", "locked"))
+    if locked != "0" or "seam" not in (endpoint, issuer):
+        return False
+    read_at = now_ms()
+    if issuing.seam_lock_locked(settings, device_id) is not True:
+        return False
+    result = record_reading(client, device_id, True, read_at, settings.device_retention_s)
+    log.info("Seam says the lock is locked: no %s (state %s)", check, result, extra={"device_id": device_id})
+    return True
 
 
 def sweep(client, settings: Settings | None = None) -> int:

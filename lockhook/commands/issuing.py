@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
+from lockhook import defaults
 from lockhook.commands.store import scrub
 from lockhook.errors import LockhookError, UpstreamError, ValidationFailed
 from lockhook.ids import ID_PATTERN, is_id
@@ -80,13 +81,13 @@ def new_custom_id() -> str:
 
 # -- Seam ------------------------------------------------------------------------------------------
 
-def seam_client(settings: Settings):
+def seam_client(settings: Settings, timeout_s: float = SEAM_TIMEOUT_S):
     """The official SDK client; raises IssuerNotConfigured without SEAM_API_KEY."""
     if settings.seam_api_key is None:
         raise IssuerNotConfigured("seam", "SEAM_API_KEY")
     from seam import Seam
 
-    options: dict[str, Any] = {"api_key": _secret(settings.seam_api_key), "timeout": SEAM_TIMEOUT_S,
+    options: dict[str, Any] = {"api_key": _secret(settings.seam_api_key), "timeout": timeout_s,
                                "wait_for_action_attempt": False}
     if settings.seam_endpoint:
         options["endpoint"] = settings.seam_endpoint
@@ -145,6 +146,20 @@ def issue_seam(settings: Settings, device_id: str, action: str, client=None) -> 
         raise UpstreamError("Seam answered without an action_attempt_id")
     status, code, message = _attempt_status(attempt)
     return Issued(action_attempt_id=str(attempt_id), status=status, error_code=code, error_message=message)
+
+
+def seam_lock_locked(settings: Settings, device_id: str) -> bool | None:
+    """`locks.get`'s `properties.locked` within SEAM_READ_TIMEOUT_S; None when Seam does not know the lock,
+    cannot be reached in time, or does not say (the events then decide)."""
+    seam = seam_client(settings, timeout_s=defaults.SEAM_READ_TIMEOUT_S)
+    try:
+        locked = getattr(getattr(seam.locks.get(device_id=device_id), "properties", None), "locked", None)
+    except Exception as exc:  # unknown device (404), Seam down or slow: not a reason to stay silent
+        log.info("seam locks.get gave no answer (%s)", type(exc).__name__, extra={"device_id": device_id})
+        return None
+    finally:
+        seam.client.close()
+    return locked if isinstance(locked, bool) else None
 
 
 def poll_seam(settings: Settings, action_attempt_id: str, client=None) -> Issued:

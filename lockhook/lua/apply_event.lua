@@ -78,7 +78,7 @@ if ev.lock_state and device then
                                                event_occurred_at = ev.occurred, stored_occurred_at = cur[1]})
   else
     redis.call('HDEL', lk, 'method', 'performed_via', 'source', 'read_at')
-    redis.call('HSET', lk, 'device_id', device, 'locked', locked, 'occurred_at', ev.occurred,
+    redis.call('HSET', lk, 'device_id', device, 'locked', locked, 'occurred_at', ev.occurred, 'endpoint', ev.endpoint,
                'source_event', ev.key, 'event_type', ev.type, 'updated_at', NOW)
     if ev.method then redis.call('HSET', lk, 'method', ev.method) end
     if ev.performed_via then redis.call('HSET', lk, 'performed_via', ev.performed_via) end

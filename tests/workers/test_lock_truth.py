@@ -44,3 +44,32 @@ def test_an_action_attempt_alone_moves_lock_state(start_web, start_worker, r):
                  "action_attempt_id": "aa_live", "action_type": "UNLOCK_DOOR", "status": "success"})
     state = wait_for(lambda: lock_state(r, "dev_nuki_live"), timeout=20)
     assert (state["locked"], state["method"]) == (False, "seamapi")
+
+
+def _seam_env(fake_seam, target) -> dict:
+    from tests.support.config import SEAM_API_KEY
+
+    return dict(SEAM_API_KEY=SEAM_API_KEY, SEAM_ENDPOINT=fake_seam.url, RECONCILE_EVERY_S=0,
+                LEFT_UNLOCKED_AFTER_S=2, NOTIFY_WEBHOOK_URL=target.url, NOTIFY_WEBHOOK_SECRET=NOTIFY_SECRET)
+
+
+def test_seam_is_asked_before_a_left_unlocked_alarm(start_web, start_worker, fake_seam, r):
+    """A lock that re-locked itself and said nothing: Seam says locked, so no alarm, and the state is corrected;
+    a lock Seam does not know still gets its alarm."""
+    from lockhook import keys
+    from tests.support.processes import SEAM_DEVICE
+
+    target = NotifyTarget()
+    env = _seam_env(fake_seam, target)
+    base = start_web(**env)
+    start_worker(**env)
+    fake_seam.call("/locks/lock_door", device_id=SEAM_DEVICE)  # what Seam knows: locked
+    _post(base, {"event_type": "lock.unlocked", "device_id": SEAM_DEVICE, "method": "manual"})
+    _post(base, {"event_type": "lock.unlocked", "device_id": "dev_not_in_seam", "method": "manual"})
+    wait_for(lambda: target.delivered("lock.left_unlocked"), timeout=30)
+    wait_for(lambda: r.zcard(keys.LOCK_WATCH) == 0, timeout=30)  # both checks done
+    alarms = [b["data"]["device_id"] for b in target.delivered("lock.left_unlocked")]
+    assert alarms == ["dev_not_in_seam"]
+    state = lock_state(r, SEAM_DEVICE)
+    assert (state["locked"], state["source"]) == (True, "seam_api") and state["read_at"]
+    target.close()
