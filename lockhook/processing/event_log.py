@@ -36,13 +36,15 @@ def _encoded(value: Any) -> str | None:
         return None
 
 
-def own_fields(event, summary: dict) -> dict:
-    """`summary` plus every other field of the (pydantic) event; the summary's names win on a clash."""
+def own_fields(event, summary: dict, typed: frozenset[str] = frozenset()) -> dict:
+    """`summary` plus every other field of the (pydantic) event; the summary's names win on a clash, and a
+    name in `typed` (the summary's own typed fields) is never taken from the event as it came (a `method`
+    that is not a string stays out)."""
     sizes: dict[str, int] = {}
     fields: dict[str, Any] = {}
     for name, value in event.model_dump(mode="json", exclude_none=True).items():
         # None: also NaN / Infinity, which JSON mode turns into null
-        if name in summary or name in RESERVED or value is None:
+        if name in summary or name in typed or name in RESERVED or value is None:
             continue
         encoded = _encoded(value)
         if encoded is None:

@@ -318,7 +318,8 @@ def normalize(event: BaseEvent, endpoint: str, delivery_id: str, received_ms: in
         received_at=str(received_ms), delivery_id=delivery_id or None, endpoint=endpoint,
         method=_text(event, "method"), performed_via=_text(event, "performed_via"), status=_text(event, "status"),
         error_code=n.get("error_code"), problem=problem)
-    summary = EventSummary.model_validate(own_fields(event, summary.model_dump(exclude_none=True)))
+    summary = EventSummary.model_validate(own_fields(event, summary.model_dump(exclude_none=True),
+                                                     frozenset(EventSummary.model_fields)))
     return NormalizedEvent(key=key, endpoint=endpoint, digest=digest, type=event.event_type,
                            stats_type=event.event_type if event.event_type in known_event_types() else "other",
                            device_id=event.device_id, occurred=occurred, ref=event.event_id or delivery_id or None,
