@@ -403,7 +403,7 @@ def run(settings: Settings) -> None:
 
     async def main() -> None:
         stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):  # the worker's SIGTERM, or its death (PR_SET_PDEATHSIG)
+        for sig in (signal.SIGTERM, signal.SIGINT):  # the worker's SIGTERM (its death is a SIGKILL)
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         await serve(settings, stop)
 

@@ -92,19 +92,25 @@ def _asked_to_stop(worker: LockhookWorker) -> bool:
     return worker._stop_requested or getattr(worker, "_shutdown_requested_date", None) is not None
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """A child process ends when the worker that started it dies, even by SIGKILL (Linux: PR_SET_PDEATHSIG).
+_forking_pid = 0
 
-    Without it, a notifier whose parent was killed before it could stop it runs on, orphaned.
-    """
+
+def _remember_parent() -> None:
+    global _forking_pid
+    _forking_pid = os.getpid()
+
+
+def _die_with_parent() -> None:
+    """In every child the worker forks (the notifiers, RQ's scheduler process): end when the worker dies, even
+    by SIGKILL (Linux: PR_SET_PDEATHSIG). SIGKILL, because a parent that died without stopping its child had no
+    graceful stop, and a child still starting may not handle SIGTERM yet; leased sends run out and go again."""
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent_pid:  # the parent died before the line above took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != _forking_pid:  # the parent died before the line above took effect
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _notifier(parent_pid: int, settings: Settings) -> None:
-    die_with_parent(parent_pid)
+def _notifier(settings: Settings) -> None:
     notifier.run(settings)
 
 
@@ -114,7 +120,8 @@ def run(settings: Settings, queues: list[str] | None = None, burst: bool = False
         queues = queues or [defaults.QUEUE_EVENTS, defaults.QUEUE_POLLS]
         serve(settings, queues, with_scheduler=defaults.QUEUE_EVENTS in queues, burst=burst)
         return
-    children = [multiprocessing.get_context("fork").Process(target=_notifier, args=(os.getpid(), settings),
+    os.register_at_fork(before=_remember_parent, after_in_child=_die_with_parent)
+    children = [multiprocessing.get_context("fork").Process(target=_notifier, args=(settings,),
                                                             name=f"lockhook-notifier-{n}")
                 for n in range(defaults.NOTIFIER_PROCESSES)]
     for child in children:
