@@ -23,20 +23,11 @@ from tests.reliability.helpers import (
     diagnose,
     inbox_settled,
     other_event,
+    store_deliveries,
 )
 from tests.support.config import signed
 from tests.support.servers import NotifyTarget
 from tests.support.waiting import wait_for
-
-
-def store_deliveries(r, deliveries: list[tuple[str, bytes]]) -> None:
-    """Put deliveries in the inbox at once, as the ingest script does (so one drain batch reads them all)."""
-    with r.pipeline(transaction=True) as pipe:
-        for delivery_id, raw in deliveries:
-            pipe.set(keys.dedupe("seam", delivery_id), "1")
-            pipe.xadd(keys.INBOX, {"endpoint": "seam", "delivery_id": delivery_id, "headers": "{}", "body": raw,
-                                   "received_at": int(time.time() * 1000)})
-        pipe.execute()
 
 
 def test_sigkilled_worker_work_is_rerun_and_the_command_resolves_once(r, start_worker, start_web):
