@@ -29,7 +29,7 @@ from lockhook.ingest.signatures import check_secrets
 from lockhook.logs import configure_logging
 from lockhook.redis_client import async_client, sync_client
 from lockhook.settings import Settings, get_settings
-from receiver import commands_api, dashboard, health, http_protocol, metrics, openapi, webhooks
+from receiver import commands_api, dashboard, health, http_protocol, locks_api, metrics, openapi, webhooks
 from receiver.resolutions import Resolutions
 
 log = logging.getLogger("lockhook.receiver")
@@ -127,7 +127,8 @@ def build_app(settings: Settings) -> Receiver:
             await state.redis.aclose()
             state.sync_redis.close()
 
-    routes = [*webhooks.routes, *health.routes, *commands_api.routes, *metrics.routes, *dashboard.routes,
+    routes = [*webhooks.routes, *health.routes, *commands_api.routes, *locks_api.routes, *metrics.routes,
+              *dashboard.routes,
               *openapi.routes]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={LockhookError: _lockhook_error, HTTPException: _http_error,

@@ -12,7 +12,6 @@ then waits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -27,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from lockhook import defaults, jobs, keys
+from lockhook import defaults, jobs
 from lockhook.commands import issuing
 from lockhook.commands.store import (
     METADATA_MAX_DEPTH,
@@ -50,9 +49,9 @@ from lockhook.errors import (
 )
 from lockhook.ids import ID_PATTERN, is_id
 from lockhook.notifications.callback_policy import check_callback_url
-from lockhook.processing.locks import device_events, lock_page, lock_state
 from receiver.auth import protected
 from receiver.body import read_body
+from receiver.resolutions import await_command, read_command
 
 log = logging.getLogger("lockhook.commands_api")
 
@@ -64,9 +63,6 @@ METADATA_MAX_BYTES = 8_192
 
 MAX_TIMEOUT_S = 24 * 3600
 """Longest `timeout_s` a command may ask for."""
-
-WAIT_RECHECK_S = 5.0
-"""A long-poll re-reads its command at least this often (safety net; the wake-up comes from pub/sub)."""
 
 LIST_MAX = 500
 """Most commands one GET /commands returns."""
@@ -329,33 +325,6 @@ def parse_wait(raw: str | None) -> float:
     return value
 
 
-async def _read_command(state, command_id: str) -> Command | None:
-    async with state.resolutions.reads:
-        raw = await state.redis.hgetall(keys.command(command_id))
-    return Command.from_hash(raw) if raw else None
-
-
-async def await_command(state, command_id: str, wait_s: float) -> Command | None:
-    """The command once it leaves `pending`, or as it is after `wait_s` seconds.
-
-    Woken by the process's shared pub/sub subscription (receiver/resolutions.py), never by polling; a
-    re-read every WAIT_RECHECK_S is only a safety net should a message be lost with a connection.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    async with state.resolutions.watch(command_id) as fired:
-        command = await _read_command(state, command_id)  # after subscribing: no resolution is missed
-        while command is not None and command.status == CommandStatus.PENDING and not state.resolutions.stopping:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(fired.wait(), timeout=min(remaining, WAIT_RECHECK_S))
-            fired.clear()
-            command = await _read_command(state, command_id)
-        return command
-
-
 async def get_command(request: Request) -> JSONResponse:
     command_id = not_found_unless_id(request.path_params["command_id"], "command")
     wait_s = parse_wait(request.query_params.get("wait"))
@@ -363,7 +332,7 @@ async def get_command(request: Request) -> JSONResponse:
         if wait_s > 0:
             command = await await_command(request.app.state, command_id, wait_s)
         else:
-            command = await _read_command(request.app.state, command_id)
+            command = await read_command(request.app.state, command_id)
     except (RedisError, OSError, TimeoutError):
         raise StorageUnavailable("command store unavailable; retry later") from None
     if command is None:
@@ -389,7 +358,7 @@ class PageQuery(BaseModel):
     cursor: str | None = Field(None, max_length=512, description="`next_cursor` of the previous page")
 
 
-def _query(request: Request, model: type[BaseModel]):
+def parse_query(request: Request, model: type[BaseModel]):
     params = {k: v for k, v in request.query_params.items() if v != ""}
     try:
         return model.model_validate(params)
@@ -397,7 +366,7 @@ def _query(request: Request, model: type[BaseModel]):
         raise ValidationFailed("invalid query", errors=field_errors(exc, "query")) from None
 
 
-async def _paged(fn, *args, **kwargs):
+async def paged(fn, *args, **kwargs):
     from lockhook.paging import BadCursor
 
     try:
@@ -408,46 +377,16 @@ async def _paged(fn, *args, **kwargs):
 
 async def list_commands(request: Request) -> JSONResponse:
     """Newest first; a page with `next_cursor` null is the last (a shorter page is not)."""
-    query = _query(request, ListQuery)
-    found, next_cursor = await _paged(store(request).page, device_id=query.device_id,
+    query = parse_query(request, ListQuery)
+    found, next_cursor = await paged(store(request).page, device_id=query.device_id,
                                       status=query.status.value if query.status else None, limit=query.limit,
                                       cursor=query.cursor)
     return JSONResponse({"commands": [command_json(c) for c in found], "count": len(found),
                          "next_cursor": next_cursor})
 
 
-# -- GET /locks ------------------------------------------------------------------------------------
-
-async def list_locks(request: Request) -> JSONResponse:
-    """Every device an event was seen for, most recent first, with its state."""
-    query = _query(request, PageQuery)
-    found, next_cursor = await _paged(lock_page, request.app.state.sync_redis, limit=query.limit,
-                                      cursor=query.cursor)
-    return JSONResponse({"locks": found, "count": len(found), "next_cursor": next_cursor})
-
-
-# -- GET /locks/{device_id} ------------------------------------------------------------------------
-
-async def get_lock(request: Request) -> JSONResponse:
-    device_id = not_found_unless_id(request.path_params["device_id"], "lock state or events for a device")
-    client = request.app.state.sync_redis
-
-    def read() -> tuple[dict | None, list[dict]]:
-        return lock_state(client, device_id), device_events(client, device_id, limit=20)
-
-    state, events = await in_thread(read)
-    if state is None and not events:
-        raise NotFound(f"no lock state or events for device {device_id!r}")
-    body = state or {"device_id": device_id, "locked": None, "occurred_at": None, "method": None,
-                     "performed_via": None, "online": None, "battery": None}
-    body["events"] = events
-    return JSONResponse(body)
-
-
 routes = [
     Route("/commands", protected(create_command), methods=["POST"], name="create_command"),
     Route("/commands", protected(list_commands), methods=["GET"], name="list_commands"),
     Route("/commands/{command_id}", protected(get_command), methods=["GET"], name="get_command"),
-    Route("/locks", protected(list_locks), methods=["GET"], name="list_locks"),
-    Route("/locks/{device_id}", protected(get_lock), methods=["GET"], name="get_lock"),
 ]

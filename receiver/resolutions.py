@@ -17,12 +17,16 @@ from collections.abc import AsyncIterator
 from redis.exceptions import RedisError
 
 from lockhook import defaults, keys
+from lockhook.commands.store import Command, CommandStatus
 from lockhook.redis_client import text
 
 log = logging.getLogger("lockhook.resolutions")
 
 LISTEN_TIMEOUT_S = 30.0
 """The listener's blocking read returns at least this often (then reads again)."""
+
+WAIT_RECHECK_S = 5.0
+"""A long-poll re-reads its command at least this often (safety net; the wake-up comes from pub/sub)."""
 
 READ_CONCURRENCY = 32
 """Most command reads the API runs on Redis at once in one web process."""
@@ -111,3 +115,30 @@ class Resolutions:
             task.cancel()
             await asyncio.wait({task}, timeout=defaults.REDIS_SOCKET_TIMEOUT_S)
         self.subscribed.clear()
+
+
+async def read_command(state, command_id: str) -> Command | None:
+    async with state.resolutions.reads:
+        raw = await state.redis.hgetall(keys.command(command_id))
+    return Command.from_hash(raw) if raw else None
+
+
+async def await_command(state, command_id: str, wait_s: float) -> Command | None:
+    """The command once it leaves `pending`, or as it is after `wait_s` seconds.
+
+    Woken by the process's shared pub/sub subscription (this module), never by polling; a
+    re-read every WAIT_RECHECK_S is only a safety net should a message be lost with a connection.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    async with state.resolutions.watch(command_id) as fired:
+        command = await read_command(state, command_id)  # after subscribing: no resolution is missed
+        while command is not None and command.status == CommandStatus.PENDING and not state.resolutions.stopping:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(fired.wait(), timeout=min(remaining, WAIT_RECHECK_S))
+            fired.clear()
+            command = await read_command(state, command_id)
+        return command

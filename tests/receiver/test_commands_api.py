@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from lockhook import keys
 from lockhook.commands.store import Command, CommandStore
 from lockhook.ids import ID_PATTERN
-from receiver import commands_api
+from receiver import commands_api, resolutions
 from tests.support.config import API_TOKEN, DEVICE_CLOUD_API_KEY, DEVICE_CLOUD_SECRET, SEAM_API_KEY, signed
 from tests.support.processes import SEAM_DEVICE
 from tests.support.servers import closed_port_url
@@ -370,7 +370,7 @@ def parked(monitor: Monitor, r, command_id: str, reads_before: int, pid: int | N
 
 
 def test_wait_returns_as_soon_as_the_command_resolves(client, r, monitor, monkeypatch):
-    monkeypatch.setattr(commands_api, "WAIT_RECHECK_S", 60)  # past the wait: no timed re-read can answer it
+    monkeypatch.setattr(resolutions, "WAIT_RECHECK_S", 60)  # past the wait: no timed re-read can answer it
     command_id = post(client, external(action_attempt_id="aa_wait")).json()["command_id"]
     answer: dict = {}
 
@@ -437,7 +437,7 @@ class Waiter(threading.Thread):
 
     def woken(self) -> bool:
         """Answered before the server's first safety re-read was due: so by the resolution's wake-up."""
-        return self.returned - self.sent < commands_api.WAIT_RECHECK_S
+        return self.returned - self.sent < resolutions.WAIT_RECHECK_S
 
 
 def start_waiting(base: str, start_web, command_id: str, monitor: Monitor, r) -> Waiter:
@@ -627,7 +627,7 @@ def test_long_poll_survives_a_dropped_subscriber_connection(start_web, r, monito
 def test_a_resolution_published_while_no_subscription_listened_still_wakes_the_waiter(client, r, monitor,
                                                                                       monkeypatch):
     """After a lost connection every waiter re-reads its command once the subscription is back."""
-    monkeypatch.setattr(commands_api, "WAIT_RECHECK_S", 60)  # the safety re-read cannot answer in time
+    monkeypatch.setattr(resolutions, "WAIT_RECHECK_S", 60)  # the safety re-read cannot answer in time
     command_id = post(client, external()).json()["command_id"]
     answer: dict = {}
 
